@@ -1,0 +1,103 @@
+//! The per-request context a route handler works with: the request, its path
+//! parameters, the caller, and lazily opened stores (at most one SQLite open and one
+//! migration check per request, and only for routes that touch the database).
+
+use crate::auth::{Caller, User};
+use crate::config::Config;
+use crate::db::{Db, SqlBackend};
+use crate::error::{ApiError, ApiResult};
+use crate::http::Request;
+use crate::kv::{Kv, KvBackend};
+use crate::outbound::{Outbound, OutboundRequest, OutboundResponse};
+use crate::schema;
+use std::cell::OnceCell;
+
+/// What the runtime provides: Spin in the components, fakes in native unit tests.
+pub trait Platform {
+    fn open_db(&self) -> Result<Box<dyn SqlBackend>, String>;
+    fn open_kv(&self) -> Result<Box<dyn KvBackend>, String>;
+    fn variable(&self, name: &str) -> Option<String>;
+    fn send(&self, request: &OutboundRequest) -> Result<OutboundResponse, String>;
+}
+
+pub struct Ctx {
+    pub req: Request,
+    pub(crate) params: Vec<(&'static str, String)>,
+    pub config: Config,
+    platform: &'static dyn Platform,
+    db: OnceCell<Db>,
+    kv: OnceCell<Kv>,
+    pub(crate) caller: Option<Caller>,
+}
+
+impl Ctx {
+    pub fn new(req: Request, platform: &'static dyn Platform) -> Self {
+        Ctx {
+            req,
+            params: Vec::new(),
+            config: Config::new(Box::new(move |name| platform.variable(name))),
+            platform,
+            db: OnceCell::new(),
+            kv: OnceCell::new(),
+            caller: None,
+        }
+    }
+
+    /// A `:name` path parameter, percent-decoded (always present on a matched route).
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The request's SQLite connection, opened and migrated on first use.
+    pub fn db(&self) -> ApiResult<&Db> {
+        if let Some(db) = self.db.get() {
+            return Ok(db);
+        }
+        let backend = self
+            .platform
+            .open_db()
+            .map_err(|e| ApiError::internal(format!("sqlite open: {e}")))?;
+        let db = Db::new(backend);
+        schema::migrate(&db, &self.config.platforms(), &crate::util::now_rfc3339())?;
+        Ok(self.db.get_or_init(|| db))
+    }
+
+    /// The key-value store, opened on first use.
+    pub fn kv(&self) -> ApiResult<&Kv> {
+        if let Some(kv) = self.kv.get() {
+            return Ok(kv);
+        }
+        let backend = self
+            .platform
+            .open_kv()
+            .map_err(|e| ApiError::internal(format!("key-value open: {e}")))?;
+        Ok(self.kv.get_or_init(|| Kv::new(backend)))
+    }
+
+    pub fn outbound(&self) -> Outbound<'_> {
+        Outbound::new(self.platform)
+    }
+
+    /// The authenticated caller; routes with auth level `none` have none.
+    pub fn caller(&self) -> ApiResult<&Caller> {
+        self.caller
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("route needs a caller but has no auth level"))
+    }
+
+    /// The caller as a user (the dispatcher already refused app tokens on `user` routes).
+    pub fn user(&self) -> ApiResult<&User> {
+        match self.caller()? {
+            Caller::User(user) => Ok(user),
+            Caller::App(_) => Err(ApiError::forbidden("This action requires a user token")),
+        }
+    }
+
+    /// Reads the body as JSON of type `T`, or answers `message` (400) when it is not.
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self, message: &str) -> ApiResult<T> {
+        serde_json::from_slice(&self.req.body).map_err(|_| ApiError::bad_request(message))
+    }
+}

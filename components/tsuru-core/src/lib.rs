@@ -1,0 +1,22 @@
+//! The shared library of the tsuru API components: everything a rule needs lives here
+//! once, and each component is a route table that calls into it.
+
+pub mod auth;
+pub mod config;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod meta;
+pub mod outbound;
+pub mod router;
+pub mod schema;
+pub mod spin;
+pub mod util;
+
+pub use auth::{Access, Caller, User};
+pub use context::Ctx;
+pub use error::{ApiError, ApiResult};
+pub use http::Response;
+pub use router::Route;

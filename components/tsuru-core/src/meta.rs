@@ -1,0 +1,25 @@
+//! Health check and the OpenAPI document (API.md 3.10).
+
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::http::Response;
+
+/// `SELECT 1` on SQLite: proves the database answers.
+pub fn healthcheck(ctx: &mut Ctx) -> ApiResult<Response> {
+    let healthy = ctx
+        .db()
+        .and_then(|db| db.execute("SELECT 1", &[]).map_err(ApiError::from));
+    match healthy {
+        Ok(()) => Ok(Response::text("WORKING")),
+        Err(_) => Err(ApiError::new(500, "database unavailable")),
+    }
+}
+
+/// The OpenAPI 3.1 document, kept in the repository and embedded at build time.
+pub fn openapi(_ctx: &mut Ctx) -> ApiResult<Response> {
+    Ok(Response {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: include_bytes!("openapi/openapi.json").to_vec(),
+    })
+}
