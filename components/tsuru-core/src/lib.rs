@@ -1,11 +1,13 @@
 //! The shared library of the tsuru API components: everything a rule needs lives here
 //! once, and each component is a route table that calls into it.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod gandalf;
 pub mod http;
 pub mod kv;
 pub mod meta;

@@ -1,0 +1,12 @@
+//! Application lifecycle: apps, env, units, access, cname, logs, swap (API.md 3.1).
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+use tsuru_core::Route;
+
+const ROUTES: &[Route] = &[];
+
+#[http_component]
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    tsuru_core::spin::serve(ROUTES, req, out)
+}

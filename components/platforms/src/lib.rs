@@ -1,0 +1,12 @@
+//! Platforms (API.md 3.6).
+
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+use tsuru_core::Route;
+
+const ROUTES: &[Route] = &[];
+
+#[http_component]
+fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    tsuru_core::spin::serve(ROUTES, req, out)
+}
