@@ -5,6 +5,7 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use tsuru_core::{meta, Access, Route};
 
+#[rustfmt::skip]
 const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/healthcheck", access: Access::None, handler: meta::healthcheck },
     Route { method: "GET", path: "/healthcheck/", access: Access::None, handler: meta::healthcheck },

@@ -2,9 +2,12 @@
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use tsuru_core::Route;
+use tsuru_core::{tokens, Access, Route};
 
-const ROUTES: &[Route] = &[];
+#[rustfmt::skip]
+const ROUTES: &[Route] = &[
+    Route { method: "POST", path: "/tokens", access: Access::Admin, handler: tokens::create },
+];
 
 #[http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {

@@ -10,12 +10,18 @@ pub mod error;
 pub mod gandalf;
 pub mod http;
 pub mod kv;
+pub mod mailer;
 pub mod meta;
+pub mod password;
 pub mod outbound;
 pub mod router;
 pub mod schema;
 pub mod spin;
+pub mod teams;
+pub mod tokens;
+pub mod users;
 pub mod util;
+pub mod validate;
 
 pub use auth::{Access, Caller, User};
 pub use context::Ctx;
