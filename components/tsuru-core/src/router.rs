@@ -36,7 +36,9 @@ fn match_path(pattern: &'static str, path: &str) -> Option<(Vec<(&'static str, S
     let mut params = Vec::new();
     let mut literals = Vec::with_capacity(path_segments.len());
     for (pat, raw) in pattern_segments.iter().zip(path_segments) {
-        if raw.is_empty() {
+        // Empty segments match nothing, except where a route spells one out
+        // (`/healthcheck/` is the one alias API.md defines).
+        if raw.is_empty() && !pat.is_empty() {
             return None;
         }
         let decoded = String::from_utf8(percent_decode(raw.as_bytes())).ok()?;
