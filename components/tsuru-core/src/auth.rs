@@ -149,7 +149,11 @@ pub fn authenticate(ctx: &Ctx) -> ApiResult<Caller> {
 }
 
 /// Loads a user with their teams and admin flag, and their current token epoch.
-pub fn load_user(db: &Db, email: &str, admin_team: &Option<String>) -> ApiResult<Option<(User, i64)>> {
+pub fn load_user(
+    db: &Db,
+    email: &str,
+    admin_team: &Option<String>,
+) -> ApiResult<Option<(User, i64)>> {
     let rows = db.query(
         "SELECT u.token_epoch, m.team FROM users u LEFT JOIN team_members m ON m.email = u.email \
          WHERE u.email = ? ORDER BY m.team",
@@ -205,8 +209,24 @@ pub fn issue_user_token(kv: &Kv, email: &str, epoch: i64, days: i64) -> ApiResul
 
 /// Issues an app token: bound to the app `serial` when the app exists, else a system
 /// token for any client name. Returns the token and its record.
-pub fn issue_app_token(kv: &Kv, app: &str, serial: Option<i64>) -> ApiResult<(String, TokenRecord)> {
+pub fn issue_app_token(
+    kv: &Kv,
+    app: &str,
+    serial: Option<i64>,
+) -> ApiResult<(String, TokenRecord)> {
     let token = new_token()?;
+    let record = store_app_token(kv, &token, app, serial)?;
+    Ok((token, record))
+}
+
+/// Stores the record of an app token drawn beforehand with `util::new_token` (app
+/// creation writes the token into the app's variables before storing its record).
+pub fn store_app_token(
+    kv: &Kv,
+    token: &str,
+    app: &str,
+    serial: Option<i64>,
+) -> ApiResult<TokenRecord> {
     let now = now_unix();
     let record = TokenRecord {
         kind: "app".into(),
@@ -218,7 +238,7 @@ pub fn issue_app_token(kv: &Kv, app: &str, serial: Option<i64>) -> ApiResult<(St
         expires: now + APP_TOKEN_SECONDS,
     };
     kv.set_json(&token_key(&sha256_hex(token.as_bytes())), &record)?;
-    Ok((token, record))
+    Ok(record)
 }
 
 /// Deletes the record of one presented token (logout, rollback of an issued token).
@@ -269,8 +289,14 @@ mod tests {
         assert_eq!(bearer_token(Some("   ")).unwrap_err().status, 401);
         assert_eq!(bearer_token(Some("bearer abc")).unwrap(), "abc");
         assert_eq!(bearer_token(Some("  Token\tabc  ")).unwrap(), "abc");
-        assert_eq!(bearer_token(Some("abc")).unwrap_err().message, "Invalid token");
-        assert_eq!(bearer_token(Some("a b c")).unwrap_err().message, "Invalid token");
+        assert_eq!(
+            bearer_token(Some("abc")).unwrap_err().message,
+            "Invalid token"
+        );
+        assert_eq!(
+            bearer_token(Some("a b c")).unwrap_err().message,
+            "Invalid token"
+        );
     }
 
     #[test]
@@ -287,12 +313,21 @@ mod tests {
         // The raw token is never stored.
         assert!(store.0.borrow().keys().all(|k| !k.contains(&t1)));
         delete_user_token_records(&kv, "a@b.com", Some(&h2)).unwrap();
-        assert!(kv.get_json::<TokenRecord>(&format!("token:{h1}")).unwrap().is_none());
-        assert!(kv.get_json::<TokenRecord>(&format!("token:{h2}")).unwrap().is_some());
+        assert!(kv
+            .get_json::<TokenRecord>(&format!("token:{h1}"))
+            .unwrap()
+            .is_none());
+        assert!(kv
+            .get_json::<TokenRecord>(&format!("token:{h2}"))
+            .unwrap()
+            .is_some());
         // A login at a newer epoch drops records of the old epoch from the index.
         issue_user_token(&kv, "a@b.com", 1, 7).unwrap();
         let index: Vec<String> = kv.get_json("user-tokens:a@b.com").unwrap().unwrap();
         assert_eq!(index.len(), 1);
-        assert!(kv.get_json::<TokenRecord>(&format!("token:{h2}")).unwrap().is_none());
+        assert!(kv
+            .get_json::<TokenRecord>(&format!("token:{h2}"))
+            .unwrap()
+            .is_none());
     }
 }

@@ -276,8 +276,14 @@ mod tests {
         let db = NativeDb::memory();
         schema::migrate(&db, &[], "now").unwrap();
         let result: Result<(), super::DbError> = db.transaction(|db| {
-            db.execute("INSERT INTO platforms (name) VALUES (?)", crate::params!["x"])?;
-            db.execute("INSERT INTO platforms (name) VALUES (?)", crate::params!["x"])
+            db.execute(
+                "INSERT INTO platforms (name) VALUES (?)",
+                crate::params!["x"],
+            )?;
+            db.execute(
+                "INSERT INTO platforms (name) VALUES (?)",
+                crate::params!["x"],
+            )
         });
         let err = result.unwrap_err();
         assert!(err.is_unique_violation());

@@ -32,11 +32,21 @@ pub fn create_user(ctx: &Ctx, email: &str, keys: &[(String, String)]) -> Result<
         .iter()
         .map(|(name, content)| (name.clone(), Value::String(content.clone())))
         .collect();
-    call(ctx, "POST", "/user", Some(json!({"name": email, "keys": keys})))
+    call(
+        ctx,
+        "POST",
+        "/user",
+        Some(json!({"name": email, "keys": keys})),
+    )
 }
 
 pub fn remove_user(ctx: &Ctx, email: &str) -> Result<(), String> {
-    call(ctx, "DELETE", &format!("/user/{}", encode_segment(email)), None)
+    call(
+        ctx,
+        "DELETE",
+        &format!("/user/{}", encode_segment(email)),
+        None,
+    )
 }
 
 pub fn create_repository(ctx: &Ctx, app: &str, users: &[String]) -> Result<(), String> {
@@ -49,7 +59,12 @@ pub fn create_repository(ctx: &Ctx, app: &str, users: &[String]) -> Result<(), S
 }
 
 pub fn remove_repository(ctx: &Ctx, app: &str) -> Result<(), String> {
-    call(ctx, "DELETE", &format!("/repository/{}", encode_segment(app)), None)
+    call(
+        ctx,
+        "DELETE",
+        &format!("/repository/{}", encode_segment(app)),
+        None,
+    )
 }
 
 pub fn grant(ctx: &Ctx, repositories: &[String], users: &[String]) -> Result<(), String> {
@@ -83,7 +98,11 @@ pub fn remove_key(ctx: &Ctx, email: &str, name: &str) -> Result<(), String> {
     call(
         ctx,
         "DELETE",
-        &format!("/user/{}/key/{}", encode_segment(email), encode_segment(name)),
+        &format!(
+            "/user/{}/key/{}",
+            encode_segment(email),
+            encode_segment(name)
+        ),
         None,
     )
 }

@@ -217,7 +217,10 @@ mod tests {
     #[test]
     fn encodes_segments_and_forms() {
         assert_eq!(encode_segment("a b/c@d"), "a%20b%2Fc%40d");
-        assert_eq!(encode_form(&[("app-host", "10.0.0.1"), ("name", "x y")]), "app-host=10.0.0.1&name=x%20y");
+        assert_eq!(
+            encode_form(&[("app-host", "10.0.0.1"), ("name", "x y")]),
+            "app-host=10.0.0.1&name=x%20y"
+        );
     }
 
     #[test]
@@ -233,8 +236,14 @@ mod tests {
         let r = Request::new(
             "GET",
             "/apps",
-            vec![("spin-full-url".into(), "https://api.example.com:8443/apps?x=1".into())],
+            vec![(
+                "spin-full-url".into(),
+                "https://api.example.com:8443/apps?x=1".into(),
+            )],
         );
-        assert_eq!(r.base_url().as_deref(), Some("https://api.example.com:8443"));
+        assert_eq!(
+            r.base_url().as_deref(),
+            Some("https://api.example.com:8443")
+        );
     }
 }

@@ -12,7 +12,10 @@ pub fn send(ctx: &Ctx, to: &str, subject: &str, body: &str) -> Result<(), String
         eprintln!("mail: {message}");
         return Ok(());
     };
-    match ctx.outbound().send(&OutboundRequest::new("POST", url).json(&message)) {
+    match ctx
+        .outbound()
+        .send(&OutboundRequest::new("POST", url).json(&message))
+    {
         Ok(response) if response.is_success() => Ok(()),
         Ok(response) => Err(response.reason()),
         Err(transport) => Err(transport),

@@ -66,7 +66,9 @@ mod tests {
     fn generated_passwords_use_the_alphabet() {
         let p = generate().unwrap();
         assert_eq!(p.len(), 12);
-        assert!(p.chars().all(|c| c.is_ascii_alphanumeric() || "_@#$%^&*()~[]{}?=-+,.<>:;".contains(c)));
+        assert!(p
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@#$%^&*()~[]{}?=-+,.<>:;".contains(c)));
         assert_ne!(p, generate().unwrap());
     }
 }

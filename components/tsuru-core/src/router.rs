@@ -9,6 +9,9 @@ use crate::http::{percent_decode, Request, Response, MAX_BODY};
 
 pub type Handler = fn(&mut Ctx) -> ApiResult<Response>;
 
+/// Decoded `:param` values of a matched route, by name.
+type Params = Vec<(&'static str, String)>;
+
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
@@ -27,7 +30,10 @@ pub enum BodyError {
 
 /// Matches `path` against `pattern`; returns the decoded parameters and, per segment,
 /// whether the pattern had a literal there (for precedence).
-fn match_path(pattern: &'static str, path: &str) -> Option<(Vec<(&'static str, String)>, Vec<bool>)> {
+fn match_path(
+    pattern: &'static str,
+    path: &str,
+) -> Option<(Params, Vec<bool>)> {
     let pattern_segments: Vec<&'static str> = pattern.split('/').skip(1).collect();
     let path_segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     if pattern_segments.len() != path_segments.len() {
@@ -57,14 +63,14 @@ fn match_path(pattern: &'static str, path: &str) -> Option<(Vec<(&'static str, S
 const METHOD_ORDER: [&str; 5] = ["GET", "HEAD", "POST", "PUT", "DELETE"];
 
 enum Found<'r> {
-    Route(&'r Route, Vec<(&'static str, String)>),
+    Route(&'r Route, Params),
     WrongMethod(String),
     Nothing,
 }
 
 fn find<'r>(routes: &'r [Route], method: &str, path: &str) -> Found<'r> {
     let lookup_method = if method == "HEAD" { "GET" } else { method };
-    let mut best: Option<(&Route, Vec<(&'static str, String)>, Vec<bool>)> = None;
+    let mut best: Option<(&Route, Params, Vec<bool>)> = None;
     let mut allowed: Vec<&str> = Vec::new();
     for route in routes {
         let Some((params, literals)) = match_path(route.path, path) else {
@@ -132,7 +138,11 @@ fn run(route: &Route, ctx: &mut Ctx, read_body: BodyReader<'_>) -> ApiResult<Res
     ctx.req.body = match read_body(MAX_BODY) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return Err(ApiError::body_too_large()),
-        Err(BodyError::Broken(e)) => return Err(ApiError::bad_request(format!("Could not read the request body: {e}"))),
+        Err(BodyError::Broken(e)) => {
+            return Err(ApiError::bad_request(format!(
+                "Could not read the request body: {e}"
+            )))
+        }
     };
     (route.handler)(ctx)
 }
@@ -179,7 +189,10 @@ mod tests {
     #[test]
     fn literal_beats_param() {
         assert_eq!(found("PUT", "/apps/a/units").unwrap().0, "/apps/:app/units");
-        assert_eq!(found("PUT", "/apps/a/backend").unwrap().0, "/apps/:app/:team");
+        assert_eq!(
+            found("PUT", "/apps/a/backend").unwrap().0,
+            "/apps/:app/:team"
+        );
         assert_eq!(found("DELETE", "/apps/a/env").unwrap().0, "/apps/:app/env");
     }
 

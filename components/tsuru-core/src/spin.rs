@@ -99,7 +99,9 @@ impl Platform for SpinPlatform {
 /// Answers one incoming request with `routes`: the whole body of every component.
 pub fn serve(routes: &[Route], incoming: IncomingRequest, out: ResponseOutparam) {
     let method = method_name(&incoming.method());
-    let path = incoming.path_with_query().unwrap_or_else(|| "/".to_string());
+    let path = incoming
+        .path_with_query()
+        .unwrap_or_else(|| "/".to_string());
     let headers = incoming
         .headers()
         .entries()
@@ -112,11 +114,11 @@ pub fn serve(routes: &[Route], incoming: IncomingRequest, out: ResponseOutparam)
 
     let headers = types::Fields::new();
     for (name, value) in &response.headers {
-        let _ = headers.append(name, &value.as_bytes().to_vec());
+        let _ = headers.append(name, value.as_bytes());
     }
     if method != "HEAD" {
         let _ = headers.append(
-            &"content-length".to_string(),
+            "content-length",
             &response.body.len().to_string().into_bytes(),
         );
     }
@@ -195,12 +197,12 @@ fn send(request: &OutboundRequest) -> Result<OutboundResponse, String> {
     let headers = types::Fields::new();
     for (name, value) in &request.headers {
         headers
-            .append(name, &value.as_bytes().to_vec())
+            .append(name, value.as_bytes())
             .map_err(|e| format!("invalid header {name}: {e:?}"))?;
     }
     if !request.body.is_empty() {
         let _ = headers.append(
-            &"content-length".to_string(),
+            "content-length",
             &request.body.len().to_string().into_bytes(),
         );
     }
@@ -246,7 +248,9 @@ fn send(request: &OutboundRequest) -> Result<OutboundResponse, String> {
         _ => return Err("no response".into()),
     };
     let status = response.status();
-    let incoming = response.consume().map_err(|_| "response body unavailable")?;
+    let incoming = response
+        .consume()
+        .map_err(|_| "response body unavailable")?;
     let stream = incoming.stream().map_err(|_| "response body unavailable")?;
     let mut data = Vec::new();
     loop {

@@ -21,7 +21,7 @@ pub fn team_exists(db: &Db, team: &str) -> ApiResult<bool> {
     Ok(db.exists("SELECT 1 FROM teams WHERE name = ?", params![team])?)
 }
 
-fn members(db: &Db, team: &str) -> ApiResult<Vec<String>> {
+pub fn members(db: &Db, team: &str) -> ApiResult<Vec<String>> {
     Ok(db
         .query(
             "SELECT email FROM team_members WHERE team = ? ORDER BY email",
@@ -34,7 +34,10 @@ fn members(db: &Db, team: &str) -> ApiResult<Vec<String>> {
 
 fn team_apps(db: &Db, team: &str) -> ApiResult<Vec<String>> {
     Ok(db
-        .query("SELECT app FROM app_teams WHERE team = ? ORDER BY app", params![team])?
+        .query(
+            "SELECT app FROM app_teams WHERE team = ? ORDER BY app",
+            params![team],
+        )?
         .iter()
         .map(|r| r.text(0))
         .collect())
@@ -84,7 +87,9 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(exists());
     }
     if ctx.config.admin_team().as_deref() == Some(name.as_str()) {
-        return Err(ApiError::forbidden(format!("Team name \"{name}\" is reserved.")));
+        return Err(ApiError::forbidden(format!(
+            "Team name \"{name}\" is reserved."
+        )));
     }
     let email = ctx.user()?.email.clone();
     let created = db.transaction(|db| {
@@ -115,7 +120,10 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     if ctx.config.admin_team().as_deref() == Some(team.as_str()) {
         return Err(ApiError::forbidden("The admin team cannot be removed."));
     }
-    if db.exists("SELECT 1 FROM app_teams WHERE team = ?", params![team.as_str()])? {
+    if db.exists(
+        "SELECT 1 FROM app_teams WHERE team = ?",
+        params![team.as_str()],
+    )? {
         return Err(ApiError::forbidden(
             "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
         ));
@@ -132,7 +140,10 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
         ));
     }
     db.transaction(|db| {
-        db.execute("DELETE FROM team_members WHERE team = ?", params![team.as_str()])?;
+        db.execute(
+            "DELETE FROM team_members WHERE team = ?",
+            params![team.as_str()],
+        )?;
         db.execute("DELETE FROM teams WHERE name = ?", params![team.as_str()])
     })?;
     audit::record(ctx, "remove-team", &team, json!({}));
@@ -164,7 +175,10 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
     let (team, email) =
         member_change_target(ctx, "You are not authorized to add new users to the team")?;
     let db = ctx.db()?;
-    if !db.exists("SELECT 1 FROM users WHERE email = ?", params![email.as_str()])? {
+    if !db.exists(
+        "SELECT 1 FROM users WHERE email = ?",
+        params![email.as_str()],
+    )? {
         return Err(ApiError::not_found("User not found"));
     }
     let already = || ApiError::conflict(format!("User {email} is already in the team {team}."));
@@ -197,19 +211,26 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
 
 /// `DELETE /teams/:team/:user`
 pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
-    let (team, email) =
-        member_change_target(ctx, "You are not authorized to remove a member from the team")?;
+    let (team, email) = member_change_target(
+        ctx,
+        "You are not authorized to remove a member from the team",
+    )?;
     let db = ctx.db()?;
     if members(db, &team)?.len() <= 1 {
         return Err(ApiError::forbidden(
             "You can not remove this user from this team, because it is the last user within the team, and a team can not be orphaned",
         ));
     }
-    if !db.exists("SELECT 1 FROM users WHERE email = ?", params![email.as_str()])? {
+    if !db.exists(
+        "SELECT 1 FROM users WHERE email = ?",
+        params![email.as_str()],
+    )? {
         return Err(ApiError::not_found("User not found"));
     }
     if !is_member(db, &team, &email)? {
-        return Err(ApiError::not_found(format!("User {email} is not in the team {team}.")));
+        return Err(ApiError::not_found(format!(
+            "User {email} is not in the team {team}."
+        )));
     }
     db.execute(
         "DELETE FROM team_members WHERE team = ? AND email = ?",
@@ -237,6 +258,11 @@ pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
             )));
         }
     }
-    audit::record(ctx, "remove-user-from-team", &team, json!({ "user": email }));
+    audit::record(
+        ctx,
+        "remove-user-from-team",
+        &team,
+        json!({ "user": email }),
+    );
     Ok(Response::empty())
 }

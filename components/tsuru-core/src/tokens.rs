@@ -25,7 +25,10 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     let db = ctx.db()?;
     let serial = db
-        .query_opt("SELECT serial FROM apps WHERE name = ?", params![client.as_str()])?
+        .query_opt(
+            "SELECT serial FROM apps WHERE name = ?",
+            params![client.as_str()],
+        )?
         .map(|r| r.int(0));
     let (token, record) = auth::issue_app_token(ctx.kv()?, &client, serial)?;
     if body.export.unwrap_or(false) && serial.is_some() {
@@ -38,7 +41,12 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
             return Err(e.into());
         }
     }
-    audit::record(ctx, "create-token", &client, json!({ "export": body.export.unwrap_or(false) }));
+    audit::record(
+        ctx,
+        "create-token",
+        &client,
+        json!({ "export": body.export.unwrap_or(false) }),
+    );
     Ok(Response::json(&json!({
         "Token": token,
         "Creation": rfc3339(record.creation),

@@ -42,7 +42,11 @@ pub fn registration_gate(ctx: &mut Ctx) -> ApiResult<()> {
         return Ok(());
     }
     let disabled = || ApiError::forbidden("User registration is disabled.");
-    if ctx.req.header("authorization").is_none_or(|h| h.trim().is_empty()) {
+    if ctx
+        .req
+        .header("authorization")
+        .is_none_or(|h| h.trim().is_empty())
+    {
         return Err(disabled());
     }
     match auth::authenticate(ctx)? {
@@ -181,7 +185,9 @@ fn delete_user_rows(db: &Db, email: &str) -> ApiResult<()> {
 pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
     let body: HashMap<String, String> = ctx.json_body("Invalid JSON")?;
     let Some(given) = body.get("password") else {
-        return Err(ApiError::bad_request("You must provide a password to login"));
+        return Err(ApiError::bad_request(
+            "You must provide a password to login",
+        ));
     };
     let email = ctx.param("email").to_string();
     if !is_email(&email) {
@@ -198,7 +204,9 @@ pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(ApiError::bad_request(PASSWORD_MESSAGE));
     }
     if !password::verify(given, &row.text(0)) {
-        return Err(ApiError::unauthorized("Authentication failed, wrong password."));
+        return Err(ApiError::unauthorized(
+            "Authentication failed, wrong password.",
+        ));
     }
     let days = ctx.config.token_expire_days()?;
     let token = auth::issue_user_token(ctx.kv()?, &email, row.int(1), days)?;
@@ -233,7 +241,10 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
     let email = ctx.user()?.email.clone();
     let db = ctx.db()?;
     let current = db
-        .query_opt("SELECT password_hash FROM users WHERE email = ?", params![email.as_str()])?
+        .query_opt(
+            "SELECT password_hash FROM users WHERE email = ?",
+            params![email.as_str()],
+        )?
         .ok_or_else(ApiError::invalid_token)?;
     if !is_valid_password(&old) || !password::verify(&old, &current.text(0)) {
         return Err(ApiError::forbidden(
@@ -250,7 +261,10 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
             params![hash.as_str(), email.as_str()],
         )?;
         Ok(db
-            .query_opt("SELECT token_epoch FROM users WHERE email = ?", params![email.as_str()])?
+            .query_opt(
+                "SELECT token_epoch FROM users WHERE email = ?",
+                params![email.as_str()],
+            )?
             .map_or(0, |r| r.int(0)))
     })?;
     // Every other token is revoked by the new epoch; the caller's own token is carried
@@ -283,11 +297,18 @@ pub fn reset_password(ctx: &mut Ctx) -> ApiResult<Response> {
     if !user_exists(ctx.db()?, &email)? {
         return Err(user_not_found());
     }
-    let mail_failed = |reason: String| ApiError::bad_gateway(format!("Failed to send e-mail: {reason}"));
+    let mail_failed =
+        |reason: String| ApiError::bad_gateway(format!("Failed to send e-mail: {reason}"));
     let kv = ctx.kv()?;
     let Some(token) = ctx.req.query_param("token").map(str::to_string) else {
         let token = crate::util::new_token()?;
-        kv.set_json(&reset_key(&token), &ResetRecord { email: email.clone(), creation: now_unix() })?;
+        kv.set_json(
+            &reset_key(&token),
+            &ResetRecord {
+                email: email.clone(),
+                creation: now_unix(),
+            },
+        )?;
         let body = format!(
             "Someone, hopefully you, asked to reset your tsuru password.\n\nUse this token to reset it: {token}\n\nIt is valid for 24 hours."
         );
@@ -306,7 +327,8 @@ pub fn reset_password(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     let new_password = password::generate()?;
     let body = format!("Your tsuru password has been reset. Your new password is: {new_password}");
-    mailer::send(ctx, &email, "[Tsuru] Password successfuly redefined", &body).map_err(mail_failed)?;
+    mailer::send(ctx, &email, "[Tsuru] Password successfuly redefined", &body)
+        .map_err(mail_failed)?;
     let hash = password::hash(&new_password)?;
     ctx.db()?.execute(
         "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE email = ?",
@@ -324,7 +346,10 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let db = ctx.db()?;
     for team in &user.teams {
         let members = db
-            .query_opt("SELECT COUNT(*) FROM team_members WHERE team = ?", params![team.as_str()])?
+            .query_opt(
+                "SELECT COUNT(*) FROM team_members WHERE team = ?",
+                params![team.as_str()],
+            )?
             .map_or(0, |r| r.int(0));
         if members <= 1 {
             return Err(ApiError::forbidden(format!(
@@ -344,7 +369,9 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let users = vec![user.email.clone()];
     if !apps.is_empty() {
         gandalf::revoke(ctx, &apps, &users).map_err(|reason| {
-            ApiError::bad_gateway(format!("Failed to revoke acess from git repositories: {reason}"))
+            ApiError::bad_gateway(format!(
+                "Failed to revoke acess from git repositories: {reason}"
+            ))
         })?;
     }
     if let Err(reason) = gandalf::remove_user(ctx, &user.email) {
@@ -395,12 +422,16 @@ pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
             params![email.as_str()],
         )?;
         Ok(db
-            .query_opt("SELECT next_key - 1 FROM users WHERE email = ?", params![email.as_str()])?
+            .query_opt(
+                "SELECT next_key - 1 FROM users WHERE email = ?",
+                params![email.as_str()],
+            )?
             .map_or(1, |r| r.int(0)))
     })?;
     let name = format!("{email}-{number}");
-    gandalf::add_key(ctx, &email, &name, &content)
-        .map_err(|reason| ApiError::bad_gateway(format!("Failed to add key to git server: {reason}")))?;
+    gandalf::add_key(ctx, &email, &name, &content).map_err(|reason| {
+        ApiError::bad_gateway(format!("Failed to add key to git server: {reason}"))
+    })?;
     let stored = db.execute(
         "INSERT INTO user_keys (email, name, content) VALUES (?, ?, ?)",
         params![email.as_str(), name.as_str(), content.as_str()],
@@ -409,7 +440,11 @@ pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
         if let Err(undo) = gandalf::remove_key(ctx, &email, &name) {
             eprintln!("undo of a key upload failed: {undo}");
         }
-        return Err(if e.is_unique_violation() { duplicate() } else { e.into() });
+        return Err(if e.is_unique_violation() {
+            duplicate()
+        } else {
+            e.into()
+        });
     }
     audit::record(ctx, "add-key", &email, json!({ "name": name }));
     Ok(Response::empty())
@@ -428,7 +463,9 @@ pub fn remove_key(ctx: &mut Ctx) -> ApiResult<Response> {
         .map(|r| r.text(0))
         .ok_or_else(|| ApiError::not_found("User does not have this key"))?;
     gandalf::remove_key(ctx, &email, &name).map_err(|reason| {
-        ApiError::bad_gateway(format!("Failed to remove the key from git server: {reason}"))
+        ApiError::bad_gateway(format!(
+            "Failed to remove the key from git server: {reason}"
+        ))
     })?;
     db.execute(
         "DELETE FROM user_keys WHERE email = ? AND name = ?",
@@ -443,7 +480,9 @@ pub fn list_keys(ctx: &mut Ctx) -> ApiResult<Response> {
     let user = ctx.user()?;
     let email = ctx.param("email");
     if user.email != email && !user.is_admin {
-        return Err(ApiError::forbidden("You do not have access to this user's keys"));
+        return Err(ApiError::forbidden(
+            "You do not have access to this user's keys",
+        ));
     }
     let db = ctx.db()?;
     if user.email != email && !user_exists(db, email)? {

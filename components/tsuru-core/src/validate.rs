@@ -42,7 +42,9 @@ pub fn is_team_name(value: &str) -> bool {
     first.is_ascii_alphabetic()
         && !rest.is_empty()
         && rest.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '@' | '_' | '.' | '+') || c.is_whitespace()
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '@' | '_' | '.' | '+')
+                || c.is_whitespace()
         })
 }
 
@@ -60,7 +62,18 @@ mod tests {
         for ok in ["a@b.com", "x.y+z@mail.example.org", "a_b@x-y.co"] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in ["", "a", "a@b", "a@B.com", "a b@c.com", "@b.com", "a@b.c", "a@.com", "a@b.c0m", "a@b@c.com"] {
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "a@B.com",
+            "a b@c.com",
+            "@b.com",
+            "a@b.c",
+            "a@.com",
+            "a@b.c0m",
+            "a@b@c.com",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }

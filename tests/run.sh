@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# Builds every component and the test probe as release wasm first, then runs the
+# native unit tests and the end-to-end tests (which load those .wasm files: tests never
+# run cargo themselves, a nested cargo would wait forever on the target-dir lock).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Crates that run natively (the test host and the tests); everything else is wasm.
+NATIVE=(--exclude spin-test-host --exclude e2e)
+
+echo "==> format and lints"
+cargo fmt --all -- --check
+cargo clippy --target wasm32-wasip1 --workspace "${NATIVE[@]}" -- -D warnings
+cargo clippy --all-targets -p tsuru-core -p spin-test-host -p e2e -- -D warnings
+
+echo "==> wasm components (release)"
+cargo build --target wasm32-wasip1 --release --workspace "${NATIVE[@]}"
+
+echo "==> unit and end-to-end tests"
+cargo test -p tsuru-core -p spin-test-host -p e2e
