@@ -331,3 +331,99 @@ mod tests {
             .is_none());
     }
 }
+
+#[cfg(test)]
+mod authenticate_tests {
+    use super::*;
+    use crate::context::fake::FakePlatform;
+    use crate::http::Request;
+
+    fn ctx_with(platform: &'static FakePlatform, token: &str) -> Ctx {
+        Ctx::new(
+            Request::new(
+                "GET",
+                "/teams",
+                vec![("authorization".into(), format!("bearer {token}"))],
+            ),
+            platform,
+        )
+    }
+
+    fn setup() -> &'static FakePlatform {
+        let platform = FakePlatform::leaked(&[("admin_team", "admin"), ("platforms", "python")]);
+        let ctx = ctx_with(platform, "x");
+        let db = ctx.db().unwrap();
+        for sql in [
+            "INSERT INTO users (email, password_hash, token_epoch, created_at) VALUES ('a@b.com', 'h', 2, 'now')",
+            "INSERT INTO teams (name, created_at) VALUES ('admin', 'now')",
+            "INSERT INTO team_members (team, email) VALUES ('admin', 'a@b.com')",
+            "INSERT INTO apps (name, serial, platform, owner, state, created_at) VALUES ('web', 7, 'python', 'a@b.com', 'ready', 'now')",
+        ] {
+            db.execute(sql, &[]).unwrap();
+        }
+        platform
+    }
+
+    #[test]
+    fn valid_user_token_carries_teams_and_admin_flag() {
+        let platform = setup();
+        let ctx = ctx_with(platform, "x");
+        let token = issue_user_token(ctx.kv().unwrap(), "a@b.com", 2, 7).unwrap();
+        let caller = authenticate(&ctx_with(platform, &token)).unwrap();
+        assert_eq!(
+            caller,
+            Caller::User(User {
+                email: "a@b.com".into(),
+                teams: vec!["admin".into()],
+                is_admin: true
+            })
+        );
+    }
+
+    #[test]
+    fn stale_epoch_and_expired_tokens_are_invalid() {
+        let platform = setup();
+        let ctx = ctx_with(platform, "x");
+        let kv = ctx.kv().unwrap();
+        let stale = issue_user_token(kv, "a@b.com", 1, 7).unwrap();
+        assert_eq!(
+            authenticate(&ctx_with(platform, &stale)).unwrap_err(),
+            ApiError::invalid_token()
+        );
+        let expired = issue_user_token(kv, "a@b.com", 2, 0).unwrap();
+        let key = token_key(&sha256_hex(expired.as_bytes()));
+        assert!(kv.get_json::<TokenRecord>(&key).unwrap().is_some());
+        assert_eq!(
+            authenticate(&ctx_with(platform, &expired)).unwrap_err(),
+            ApiError::invalid_token()
+        );
+        assert!(
+            kv.get_json::<TokenRecord>(&key).unwrap().is_none(),
+            "expired records are deleted when presented"
+        );
+    }
+
+    #[test]
+    fn app_tokens_die_with_their_app() {
+        let platform = setup();
+        let ctx = ctx_with(platform, "x");
+        let kv = ctx.kv().unwrap();
+        let (bound, _) = issue_app_token(kv, "web", Some(7)).unwrap();
+        let (system, _) = issue_app_token(kv, "git-hook", None).unwrap();
+        let (other_serial, _) = issue_app_token(kv, "web", Some(6)).unwrap();
+        assert_eq!(
+            authenticate(&ctx_with(platform, &bound)).unwrap(),
+            Caller::App(AppCaller { app: "web".into() })
+        );
+        assert!(authenticate(&ctx_with(platform, &system)).is_ok());
+        assert!(authenticate(&ctx_with(platform, &other_serial)).is_err());
+        ctx.db()
+            .unwrap()
+            .execute("DELETE FROM apps WHERE name = 'web'", &[])
+            .unwrap();
+        assert_eq!(
+            authenticate(&ctx_with(platform, &bound)).unwrap_err(),
+            ApiError::invalid_token()
+        );
+    }
+}

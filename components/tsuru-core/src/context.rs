@@ -101,3 +101,53 @@ impl Ctx {
         serde_json::from_slice(&self.req.body).map_err(|_| ApiError::bad_request(message))
     }
 }
+
+#[cfg(test)]
+pub mod fake {
+    //! A native [`Platform`]: rusqlite on a temporary file (a new connection per open,
+    //! as Spin), an in-memory key-value map, fixed variables, and no network.
+    use super::*;
+    use crate::db::native::NativeDb;
+    use crate::kv::memory::MemoryKv;
+    use std::collections::HashMap;
+
+    pub struct FakePlatform {
+        pub db_path: std::path::PathBuf,
+        pub kv: MemoryKv,
+        pub vars: HashMap<String, String>,
+    }
+
+    impl FakePlatform {
+        pub fn leaked(vars: &[(&str, &str)]) -> &'static FakePlatform {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let db_path =
+                std::env::temp_dir().join(format!("tsuru-core-test-{}-{n}.db", std::process::id()));
+            let _ = std::fs::remove_file(&db_path);
+            Box::leak(Box::new(FakePlatform {
+                db_path,
+                kv: MemoryKv::default(),
+                vars: vars
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }))
+        }
+    }
+
+    impl Platform for FakePlatform {
+        fn open_db(&self) -> Result<Box<dyn SqlBackend>, String> {
+            let conn = rusqlite::Connection::open(&self.db_path).map_err(|e| e.to_string())?;
+            Ok(Box::new(NativeDb(conn)))
+        }
+        fn open_kv(&self) -> Result<Box<dyn KvBackend>, String> {
+            Ok(Box::new(self.kv.clone()))
+        }
+        fn variable(&self, name: &str) -> Option<String> {
+            self.vars.get(name).cloned()
+        }
+        fn send(&self, _request: &OutboundRequest) -> Result<OutboundResponse, String> {
+            Err("no network in unit tests".into())
+        }
+    }
+}
