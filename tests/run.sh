@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Builds every component and the test probe as release wasm first, then runs the
 # native unit tests and the end-to-end tests (which load those .wasm files: tests never
-# run cargo themselves, a nested cargo would wait forever on the target-dir lock).
+# run cargo themselves, a nested cargo would wait forever on the target-dir lock),
+# and finally fuzzes the served OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,7 @@ cargo build --target wasm32-wasip1 --release --workspace "${NATIVE[@]}"
 
 echo "==> unit and end-to-end tests"
 cargo test -p tsuru-core -p spin-test-host -p e2e
+
+echo "==> fuzzing the OpenAPI document (schemathesis)"
+cargo build -p spin-test-host
+bash tests/fuzz.sh
