@@ -30,10 +30,7 @@ pub enum BodyError {
 
 /// Matches `path` against `pattern`; returns the decoded parameters and, per segment,
 /// whether the pattern had a literal there (for precedence).
-fn match_path(
-    pattern: &'static str,
-    path: &str,
-) -> Option<(Params, Vec<bool>)> {
+fn match_path(pattern: &'static str, path: &str) -> Option<(Params, Vec<bool>)> {
     let pattern_segments: Vec<&'static str> = pattern.split('/').skip(1).collect();
     let path_segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     if pattern_segments.len() != path_segments.len() {

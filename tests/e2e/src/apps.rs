@@ -1,0 +1,36 @@
+//! Shortcuts for tests of apps, platforms and quotas: creating apps, issuing app
+//! tokens, and asserting an exact answer.
+
+use crate::{App, Resp};
+use serde_json::json;
+
+/// `POST /apps` with platform `python`.
+pub fn try_create_app(app: &App, token: &str, name: &str) -> Resp {
+    app.post("/apps")
+        .bearer(token)
+        .json(&json!({"name": name, "platform": "python"}))
+        .send()
+}
+
+/// [`try_create_app`]; panics unless it succeeds.
+pub fn create_app(app: &App, token: &str, name: &str) {
+    let resp = try_create_app(app, token, name);
+    assert_eq!(resp.status, 200, "create app {name}: {}", resp.text());
+}
+
+/// `POST /tokens` as the admin `admin_token`: an app token for `client`.
+pub fn app_token(app: &App, admin_token: &str, client: &str) -> String {
+    let resp = app
+        .post("/tokens")
+        .bearer(admin_token)
+        .json(&json!({ "client": client }))
+        .send();
+    assert_eq!(resp.status, 200, "app token for {client}: {}", resp.text());
+    resp.json()["Token"].as_str().expect("Token").to_string()
+}
+
+/// Asserts the status and the exact body text of `resp`.
+#[track_caller]
+pub fn expect(resp: &Resp, status: u16, body: &str) {
+    assert_eq!((resp.status, resp.text().as_str()), (status, body));
+}

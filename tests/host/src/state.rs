@@ -1,0 +1,465 @@
+//! Per-request store state and the Spin host interfaces: key-value, SQLite and
+//! variables (`fermyon:spin@2.0.0`), with the permissions the manifest grants.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use anyhow::Result;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::outbound::AllowedHosts;
+use crate::variables::{ComponentVariables, GetError};
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "fermyon:spin/test-host",
+        imports: { default: async | trappable },
+        with: {
+            "fermyon:spin/key-value.store": super::KvStore,
+            "fermyon:spin/sqlite.connection": super::SqliteConnection,
+        },
+    });
+}
+
+use bindings::fermyon::spin::{key_value as kv, sqlite, variables};
+
+/// Spin's limit on stores (and SQLite connections) open at once in one instance.
+const MAX_OPEN_HANDLES: usize = 256;
+
+/// The only label Spin defines without a runtime configuration file, for both
+/// key-value stores and SQLite databases.
+pub const DEFAULT_LABEL: &str = "default";
+
+/// State shared by every instance of every component of one running host.
+pub struct AppShared {
+    kv_path: PathBuf,
+    sqlite_path: PathBuf,
+    /// Spin keeps a single connection to the key-value database, opened on first use.
+    kv_conn: tokio::sync::OnceCell<Arc<Mutex<rusqlite::Connection>>>,
+    pub logs: Arc<Mutex<Vec<u8>>>,
+    pub echo_logs: bool,
+}
+
+impl AppShared {
+    pub fn new(data_dir: &Path, echo_logs: bool) -> Self {
+        Self {
+            kv_path: data_dir.join("sqlite_key_value.db"),
+            sqlite_path: data_dir.join("sqlite_db.db"),
+            kv_conn: tokio::sync::OnceCell::new(),
+            logs: Arc::default(),
+            echo_logs,
+        }
+    }
+
+    async fn kv_connection(&self) -> Result<Arc<Mutex<rusqlite::Connection>>, String> {
+        let path = self.kv_path.clone();
+        self.kv_conn
+            .get_or_try_init(|| async move {
+                blocking(move || {
+                    let conn = rusqlite::Connection::open(&path)?;
+                    // Same table as Spin's SQLite-backed store, so a `.spin` directory
+                    // written by one can be read by the other.
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS spin_key_value (
+                            store TEXT NOT NULL,
+                            key   TEXT NOT NULL,
+                            value BLOB NOT NULL,
+                            PRIMARY KEY (store, key)
+                        )",
+                        [],
+                    )?;
+                    Ok(Arc::new(Mutex::new(conn)))
+                })
+                .await
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// What one component may do, fixed when the host starts.
+pub struct ComponentGrants {
+    pub key_value_stores: HashSet<String>,
+    pub sqlite_databases: HashSet<String>,
+    pub variables: ComponentVariables,
+    pub allowed_hosts: Arc<AllowedHosts>,
+    pub environment: Vec<(String, String)>,
+}
+
+/// An open key-value store handle.
+pub struct KvStore {
+    label: String,
+    conn: Arc<Mutex<rusqlite::Connection>>,
+}
+
+/// An open SQLite connection handle. Like Spin's in-process SQLite, every `open` gets
+/// its own rusqlite connection (with rusqlite's defaults), made on first use.
+pub struct SqliteConnection {
+    path: PathBuf,
+    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+}
+
+/// The data of one request's store.
+pub struct HostState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub hooks: crate::server::OutboundHooks,
+    pub app: Arc<AppShared>,
+    pub grants: Arc<ComponentGrants>,
+    open_stores: usize,
+    open_connections: usize,
+}
+
+impl HostState {
+    pub fn new(
+        app: Arc<AppShared>,
+        grants: Arc<ComponentGrants>,
+        hooks: crate::server::OutboundHooks,
+    ) -> Self {
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.envs(&grants.environment);
+        let sink = LogSink {
+            buf: app.logs.clone(),
+            echo: app.echo_logs,
+        };
+        wasi.stdout(sink.clone());
+        wasi.stderr(sink);
+        Self {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks,
+            app,
+            grants,
+            open_stores: 0,
+            open_connections: 0,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Runs blocking SQLite work off the async workers, as Spin does, turning any error
+/// into its message.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("internal runtime error: {e}")),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave SQLite state half-updated in Rust.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl kv::Host for HostState {}
+
+impl kv::HostStore for HostState {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KvStore>, kv::Error>> {
+        if !self.grants.key_value_stores.contains(&label) {
+            return Ok(Err(kv::Error::AccessDenied));
+        }
+        if label != DEFAULT_LABEL {
+            return Ok(Err(kv::Error::NoSuchStore));
+        }
+        if self.open_stores >= MAX_OPEN_HANDLES {
+            return Ok(Err(kv::Error::StoreTableFull));
+        }
+        let conn = match self.app.kv_connection().await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(kv::Error::Other(e))),
+        };
+        let handle = self.table.push(KvStore { label, conn })?;
+        self.open_stores += 1;
+        Ok(Ok(handle))
+    }
+
+    async fn get(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        let s = self.table.get(&store)?;
+        let (conn, label) = (s.conn.clone(), s.label.clone());
+        Ok(blocking(move || {
+            let c = lock(&conn);
+            let mut stmt =
+                c.prepare_cached("SELECT value FROM spin_key_value WHERE store=$1 AND key=$2")?;
+            let mut rows = stmt.query_map([&label, &key], |row| row.get::<_, Vec<u8>>(0))?;
+            rows.next().transpose()
+        })
+        .await
+        .map_err(kv::Error::Other))
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let s = self.table.get(&store)?;
+        let (conn, label) = (s.conn.clone(), s.label.clone());
+        Ok(blocking(move || {
+            lock(&conn)
+                .prepare_cached(
+                    "INSERT INTO spin_key_value (store, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT(store, key) DO UPDATE SET value=$3",
+                )?
+                .execute(rusqlite::params![label, key, value])
+                .map(drop)
+        })
+        .await
+        .map_err(kv::Error::Other))
+    }
+
+    async fn delete(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let s = self.table.get(&store)?;
+        let (conn, label) = (s.conn.clone(), s.label.clone());
+        Ok(blocking(move || {
+            lock(&conn)
+                .prepare_cached("DELETE FROM spin_key_value WHERE store=$1 AND key=$2")?
+                .execute([label, key])
+                .map(drop)
+        })
+        .await
+        .map_err(kv::Error::Other))
+    }
+
+    async fn exists(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        let s = self.table.get(&store)?;
+        let (conn, label) = (s.conn.clone(), s.label.clone());
+        Ok(blocking(move || {
+            let c = lock(&conn);
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM spin_key_value WHERE store=$1 AND key=$2")?;
+            let found = stmt.exists([label, key])?;
+            Ok(found)
+        })
+        .await
+        .map_err(kv::Error::Other))
+    }
+
+    async fn get_keys(
+        &mut self,
+        store: Resource<KvStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+        let s = self.table.get(&store)?;
+        let (conn, label) = (s.conn.clone(), s.label.clone());
+        Ok(blocking(move || {
+            let c = lock(&conn);
+            let mut stmt = c.prepare_cached("SELECT key FROM spin_key_value WHERE store=$1")?;
+            let keys = stmt
+                .query_map([label], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(keys)
+        })
+        .await
+        .map_err(kv::Error::Other))
+    }
+
+    async fn drop(&mut self, store: Resource<KvStore>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        self.open_stores = self.open_stores.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl sqlite::Host for HostState {}
+
+impl sqlite::HostConnection for HostState {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, sqlite::Error>> {
+        if !self.grants.sqlite_databases.contains(&database) {
+            return Ok(Err(sqlite::Error::AccessDenied));
+        }
+        if database != DEFAULT_LABEL {
+            return Ok(Err(sqlite::Error::NoSuchDatabase));
+        }
+        if self.open_connections >= MAX_OPEN_HANDLES {
+            return Ok(Err(sqlite::Error::Io("too many connections opened".into())));
+        }
+        let handle = self.table.push(SqliteConnection {
+            path: self.app.sqlite_path.clone(),
+            conn: Arc::default(),
+        })?;
+        self.open_connections += 1;
+        Ok(Ok(handle))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite::Value>,
+    ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+        let c = self.table.get(&connection)?;
+        let (slot, path) = (c.conn.clone(), c.path.clone());
+        Ok(blocking(move || {
+            let mut guard = lock(&slot);
+            let conn = match &mut *guard {
+                Some(conn) => conn,
+                empty => empty.insert(open_database(&path)?),
+            };
+            run_statement(conn, &statement, parameters)
+        })
+        .await
+        .map_err(sqlite::Error::Io))
+    }
+
+    async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        self.table.delete(connection)?;
+        self.open_connections = self.open_connections.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// Opens the database file as Spin's default database does: plain
+/// `rusqlite::Connection::open` (rollback journal, rusqlite's 5 s busy timeout), and
+/// no `ATTACH` of other files.
+fn open_database(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.authorizer(Some(|ctx: rusqlite::hooks::AuthContext<'_>| {
+        use rusqlite::hooks::{AuthAction, Authorization};
+        match ctx.action {
+            AuthAction::Attach { filename } if !matches!(filename, "" | ":memory:") => {
+                Authorization::Deny
+            }
+            _ => Authorization::Allow,
+        }
+    }));
+    Ok(conn)
+}
+
+fn run_statement(
+    conn: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<sqlite::Value>,
+) -> rusqlite::Result<sqlite::QueryResult> {
+    use rusqlite::types::{Value as V, ValueRef};
+    let mut stmt = conn.prepare_cached(statement)?;
+    let columns: Vec<String> = stmt
+        .column_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let params = parameters.into_iter().map(|p| match p {
+        sqlite::Value::Null => V::Null,
+        sqlite::Value::Integer(i) => V::Integer(i),
+        sqlite::Value::Real(r) => V::Real(r),
+        sqlite::Value::Text(t) => V::Text(t),
+        sqlite::Value::Blob(b) => V::Blob(b),
+    });
+    let width = columns.len();
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), |row| {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(match row.get_ref(i)? {
+                    ValueRef::Null => sqlite::Value::Null,
+                    ValueRef::Integer(i) => sqlite::Value::Integer(i),
+                    ValueRef::Real(r) => sqlite::Value::Real(r),
+                    // Spin assumes UTF-8 here; stay total on bad bytes instead.
+                    ValueRef::Text(t) => {
+                        sqlite::Value::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                    ValueRef::Blob(b) => sqlite::Value::Blob(b.to_vec()),
+                });
+            }
+            Ok(sqlite::RowResult { values })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(sqlite::QueryResult { columns, rows })
+}
+
+impl variables::Host for HostState {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        Ok(self.grants.variables.get(&name).map_err(|e| match e {
+            GetError::InvalidName(m) => variables::Error::InvalidName(m),
+            GetError::Undefined(m) => variables::Error::Undefined(m),
+        }))
+    }
+}
+
+/// Guest stdout/stderr: kept in memory for tests, and copied to the host's stderr
+/// when echo is on (as `spin up` shows component output on its console).
+#[derive(Clone)]
+struct LogSink {
+    buf: Arc<Mutex<Vec<u8>>>,
+    echo: bool,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for LogSink {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for LogSink {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for LogSink {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        lock(&self.buf).extend_from_slice(data);
+        if self.echo {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(data);
+        }
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
