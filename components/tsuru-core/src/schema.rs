@@ -40,6 +40,9 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE app_logs (id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, date TEXT NOT NULL, source TEXT NOT NULL, message TEXT NOT NULL)",
     "CREATE INDEX app_logs_app ON app_logs (app, id)",
     "CREATE TABLE audit_events (id INTEGER PRIMARY KEY AUTOINCREMENT, date TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, extra TEXT NOT NULL DEFAULT '{}')",
+], &[
+    // 2: a user's apps are their quota items when no quota row exists (API.md 3.4).
+    "CREATE INDEX apps_owner ON apps (owner)",
 ]];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -47,7 +50,7 @@ pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the schema up to date. `seed_platforms` are inserted when migration 1 runs
 /// (API.md 1.7: platforms are seeded once, when the schema is created).
 pub fn migrate(db: &Db, seed_platforms: &[String], now: &str) -> DbResult<()> {
-    if current_version(db)? >= LATEST_VERSION {
+    if is_current(db)? {
         return Ok(());
     }
     db.transaction(|db| {
@@ -75,6 +78,11 @@ pub fn migrate(db: &Db, seed_platforms: &[String], now: &str) -> DbResult<()> {
         }
         Ok(())
     })
+}
+
+/// Whether every migration has been applied (one `PRAGMA user_version`).
+pub fn is_current(db: &Db) -> DbResult<bool> {
+    Ok(current_version(db)? >= LATEST_VERSION)
 }
 
 fn current_version(db: &Db) -> DbResult<i64> {
