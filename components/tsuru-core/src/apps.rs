@@ -273,7 +273,7 @@ struct Creation {
 
 /// `POST /apps`
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: NewApp = ctx.json_body("Invalid JSON in request body.")?;
+    let body: NewApp = ctx.json_object("Invalid JSON in request body.")?;
     let user = ctx.user()?.clone();
     if user.teams.is_empty() {
         return Err(ApiError::bad_request(
@@ -671,7 +671,7 @@ fn unlink_team(db: &Db, app: &str, team: &str) -> Result<(), DbError> {
 /// `POST /apps/:app/cname`
 pub fn set_cname(ctx: &mut Ctx) -> ApiResult<Response> {
     let body: serde_json::Map<String, serde_json::Value> =
-        ctx.json_body("Invalid JSON in request body.")?;
+        ctx.json_object("Invalid JSON in request body.")?;
     let cname = match body.get("cname") {
         None => return Err(ApiError::bad_request("You must provide the cname.")),
         Some(serde_json::Value::String(cname)) => cname.clone(),

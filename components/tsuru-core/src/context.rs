@@ -10,7 +10,8 @@ use crate::http::Request;
 use crate::kv::{Kv, KvBackend};
 use crate::outbound::{Outbound, OutboundRequest, OutboundResponse};
 use crate::schema;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 
 /// What the runtime provides: Spin in the components, fakes in native unit tests.
 pub trait Platform {
@@ -32,10 +33,19 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(req: Request, platform: &'static dyn Platform) -> Self {
+        // Each variable is read from the host at most once per request (a listing asks
+        // for `git_host` once per app).
+        let read: RefCell<HashMap<String, Option<String>>> = RefCell::default();
+        let variable = move |name: &str| {
+            read.borrow_mut()
+                .entry(name.to_string())
+                .or_insert_with(|| platform.variable(name))
+                .clone()
+        };
         Ctx {
             req,
             params: Vec::new(),
-            config: Config::new(Box::new(move |name| platform.variable(name))),
+            config: Config::new(Box::new(variable)),
             platform,
             db: OnceCell::new(),
             kv: OnceCell::new(),
@@ -61,7 +71,11 @@ impl Ctx {
             .open_db()
             .map_err(|e| ApiError::internal(format!("sqlite open: {e}")))?;
         let db = Db::new(backend);
-        schema::migrate(&db, &self.config.platforms(), &crate::util::now_rfc3339())?;
+        // The common case costs one `PRAGMA user_version`; the seed platforms are read
+        // only when a migration is due.
+        if !schema::is_current(&db)? {
+            schema::migrate(&db, &self.config.platforms(), &crate::util::now_rfc3339())?;
+        }
         Ok(self.db.get_or_init(|| db))
     }
 
@@ -99,6 +113,17 @@ impl Ctx {
     /// Reads the body as JSON of type `T`, or answers `message` (400) when it is not.
     pub fn json_body<T: serde::de::DeserializeOwned>(&self, message: &str) -> ApiResult<T> {
         serde_json::from_slice(&self.req.body).map_err(|_| ApiError::bad_request(message))
+    }
+
+    /// Reads a JSON object body into the struct `T`, or answers `message` (400). Only an
+    /// object is accepted: serde would otherwise fill a struct from an array, in order.
+    pub fn json_object<T: serde::de::DeserializeOwned>(&self, message: &str) -> ApiResult<T> {
+        match serde_json::from_slice::<serde_json::Value>(&self.req.body) {
+            Ok(object @ serde_json::Value::Object(_)) => {
+                serde_json::from_value(object).map_err(|_| ApiError::bad_request(message))
+            }
+            _ => Err(ApiError::bad_request(message)),
+        }
     }
 }
 

@@ -73,7 +73,7 @@ fn name_taken() -> ApiError {
 /// POST /services/instances: creates the instance at the service, then stores it.
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let user = ctx.user()?;
-    let body: NewInstance = ctx.json_body("Invalid JSON in request body.")?;
+    let body: NewInstance = ctx.json_object("Invalid JSON in request body.")?;
     let db = ctx.db()?;
     let service = services::load_for_new_instance(db, &body.service_name, user)?;
     let name = body.name.as_str();

@@ -37,7 +37,7 @@ struct NewPlatform {
 
 /// `POST /platforms`
 pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: NewPlatform = ctx.json_body("Invalid JSON in request body.")?;
+    let body: NewPlatform = ctx.json_object("Invalid JSON in request body.")?;
     let name = body.name.unwrap_or_default();
     if !is_platform_name(&name) {
         return Err(ApiError::bad_request("Invalid platform name"));

@@ -76,7 +76,7 @@ struct NewTeam {
 
 /// `POST /teams`
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: NewTeam = ctx.json_body("Invalid JSON in request body.")?;
+    let body: NewTeam = ctx.json_object("Invalid JSON in request body.")?;
     let name = body.name.unwrap_or_default().trim().to_string();
     if !is_team_name(&name) || is_shadowed_team_name(&name) {
         return Err(ApiError::bad_request("Invalid team name"));

@@ -18,7 +18,7 @@ struct NewToken {
 
 /// `POST /tokens`
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: NewToken = ctx.json_body("Invalid JSON in request body.")?;
+    let body: NewToken = ctx.json_object("Invalid JSON in request body.")?;
     let client = body.client.unwrap_or_default();
     if client.is_empty() {
         return Err(ApiError::bad_request("Missing client name in JSON body"));

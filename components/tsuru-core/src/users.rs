@@ -62,21 +62,19 @@ pub fn registration_gate(ctx: &mut Ctx) -> ApiResult<()> {
 struct Registration {
     email: Option<String>,
     password: Option<String>,
-    keys: Option<Vec<KeyUpload>>,
-}
-
-#[derive(Deserialize)]
-struct KeyUpload {
-    content: Option<String>,
+    /// Objects with a `content` string; other keys (a `name`) are ignored.
+    keys: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// `POST /users`
 pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: Registration = ctx.json_body("Invalid JSON in request body.")?;
+    let body: Registration = ctx.json_object("Invalid JSON in request body.")?;
     let mut keys = Vec::new();
     for key in body.keys.unwrap_or_default() {
-        match key.content {
-            Some(content) if !content.trim().is_empty() => keys.push(content),
+        match key.get("content") {
+            Some(serde_json::Value::String(content)) if !content.trim().is_empty() => {
+                keys.push(content.clone())
+            }
             _ => return Err(ApiError::invalid_json()),
         }
     }
@@ -229,7 +227,7 @@ struct PasswordChange {
 
 /// `PUT /users/password`
 pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: PasswordChange = ctx.json_body("Invalid JSON.")?;
+    let body: PasswordChange = ctx.json_object("Invalid JSON.")?;
     let (old, new) = match (body.old, body.new) {
         (Some(old), Some(new)) if !old.is_empty() && !new.is_empty() => (old, new),
         _ => {
@@ -396,7 +394,7 @@ struct KeyBody {
 }
 
 fn key_from_body(ctx: &Ctx) -> ApiResult<String> {
-    let body: KeyBody = ctx.json_body("Invalid JSON")?;
+    let body: KeyBody = ctx.json_object("Invalid JSON")?;
     match body.key {
         Some(key) if !key.trim().is_empty() => Ok(key),
         _ => Err(ApiError::bad_request("Missing key")),

@@ -8,8 +8,9 @@ use serde_json::json;
 fn creating_teams() {
     let app = app().start();
     let token = admin(&app);
-    let cases: [(&[u8], u16, &str); 9] = [
+    let cases: [(&[u8], u16, &str); 10] = [
         (b"nope", 400, "Invalid JSON in request body.\n"),
+        (b"[\"backend\"]", 400, "Invalid JSON in request body.\n"),
         (b"{\"name\": 7}", 400, "Invalid JSON in request body.\n"),
         (b"{}", 400, "Invalid team name\n"),
         (b"{\"name\": \"1team\"}", 400, "Invalid team name\n"),

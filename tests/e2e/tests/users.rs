@@ -16,6 +16,17 @@ fn registration_checks_in_order() {
         ),
         (b"".to_vec(), 400, "Invalid JSON in request body.\n"),
         (b"[]".to_vec(), 400, "Invalid JSON in request body.\n"),
+        // An array is not an object, even one that lines up with the fields.
+        (
+            br#"["a@b.com", "123456"]"#.to_vec(),
+            400,
+            "Invalid JSON in request body.\n",
+        ),
+        (
+            br#"{"email": "a@b.com", "password": "123456", "keys": [["ssh-rsa K"]]}"#.to_vec(),
+            400,
+            "Invalid JSON in request body.\n",
+        ),
         (
             br#"{"email": 5, "password": "123456"}"#.to_vec(),
             400,
