@@ -5,6 +5,7 @@ use crate::db::{Db, DbResult};
 use crate::params;
 use crate::util::now_rfc3339;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 /// `lines` beyond this, or `0`, mean this many (API.md 7.6).
 pub const MAX_LINES: i64 = 10_000;
@@ -43,34 +44,92 @@ pub fn record(db: &Db, app: &str, messages: &[String]) {
     }
 }
 
-/// The last `lines` entries of `app` dated at or after `since`, oldest first.
-pub fn read(
-    db: &Db,
-    app: &str,
-    since: &str,
-    source: Option<&str>,
-    lines: i64,
-) -> DbResult<Vec<LogEntry>> {
+/// Which entries of an app a reader sees: the current app's own (dated at or after its
+/// creation), optionally of one source.
+pub struct LogFilter<'a> {
+    pub app: &'a str,
+    pub since: &'a str,
+    pub source: Option<&'a str>,
+}
+
+fn entry(filter: &LogFilter, row: &crate::db::Row) -> LogEntry {
+    LogEntry {
+        date: row.text(0),
+        message: row.text(1),
+        source: row.text(2),
+        app: filter.app.to_string(),
+    }
+}
+
+/// The last `lines` entries up to id `until` (inclusive), oldest first.
+pub fn read(db: &Db, filter: &LogFilter, lines: i64, until: i64) -> DbResult<Vec<LogEntry>> {
     let limit = if lines == 0 || lines > MAX_LINES {
         MAX_LINES
     } else {
         lines
     };
     let rows = db.query(
-        "SELECT date, message, source FROM app_logs \
-         WHERE app = ? AND date >= ? AND (? IS NULL OR source = ?) ORDER BY id DESC LIMIT ?",
-        params![app, since, source, source, limit],
+        "SELECT date, message, source FROM app_logs WHERE app = ? AND date >= ? \
+         AND (? IS NULL OR source = ?) AND id <= ? ORDER BY id DESC LIMIT ?",
+        params![
+            filter.app,
+            filter.since,
+            filter.source,
+            filter.source,
+            until,
+            limit
+        ],
     )?;
-    Ok(rows
-        .iter()
-        .rev()
-        .map(|r| LogEntry {
-            date: r.text(0),
-            message: r.text(1),
-            source: r.text(2),
-            app: app.to_string(),
-        })
-        .collect())
+    Ok(rows.iter().rev().map(|r| entry(filter, r)).collect())
+}
+
+/// The id of the app's newest entry (0 when none): a follow sends what comes after it.
+pub fn newest_id(db: &Db, app: &str) -> DbResult<i64> {
+    Ok(db
+        .query_opt(
+            "SELECT COALESCE(MAX(id), 0) FROM app_logs WHERE app = ?",
+            params![app],
+        )?
+        .map_or(0, |r| r.int(0)))
+}
+
+/// How long a follow lasts, and how often it looks for new entries (API.md 3.1).
+pub const FOLLOW_FOR: Duration = Duration::from_secs(60);
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// Sends each entry appended after id `after` as a one-element array on its own line,
+/// until [`FOLLOW_FOR`] has passed or the client has gone away (`write` says `false`;
+/// an empty write only asks whether the client is still there).
+pub fn follow(db: &Db, filter: &LogFilter, mut after: i64, write: &mut dyn FnMut(&[u8]) -> bool) {
+    let deadline = Instant::now() + FOLLOW_FOR;
+    while Instant::now() < deadline && write(&[]) {
+        std::thread::sleep(FOLLOW_EVERY);
+        let rows = match db.query(
+            "SELECT date, message, source, id FROM app_logs WHERE app = ? AND date >= ? \
+             AND (? IS NULL OR source = ?) AND id > ? ORDER BY id",
+            params![
+                filter.app,
+                filter.since,
+                filter.source,
+                filter.source,
+                after
+            ],
+        ) {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("following the log of {}: {e}", filter.app);
+                return;
+            }
+        };
+        for row in &rows {
+            after = row.int(3);
+            let mut line = serde_json::to_vec(&[entry(filter, row)]).unwrap_or_default();
+            line.push(b'\n');
+            if !write(&line) {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,14 +151,22 @@ mod tests {
         append(&db, "a", "app", &lines).unwrap();
         record(&db, "a", &["t".to_string()]);
         append(&db, "b", "app", &["other".to_string()]).unwrap();
-        let since = "2001-01-01T00:00:00Z";
-        let got: Vec<String> = read(&db, "a", since, None, 2)
+        let all = LogFilter {
+            app: "a",
+            since: "2001-01-01T00:00:00Z",
+            source: None,
+        };
+        let got: Vec<String> = read(&db, &all, 2, i64::MAX)
             .unwrap()
             .into_iter()
             .map(|e| e.message)
             .collect();
         assert_eq!(got, vec!["line 4", "t"]);
-        let got: Vec<String> = read(&db, "a", since, Some("app"), 0)
+        let app_only = LogFilter {
+            source: Some("app"),
+            ..all
+        };
+        let got: Vec<String> = read(&db, &app_only, 0, i64::MAX)
             .unwrap()
             .into_iter()
             .map(|e| e.message)

@@ -734,15 +734,38 @@ pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
         .filter(|s| !s.is_empty())
         .map(str::to_string);
     let app = load_for_user(ctx, ctx.param("app"))?;
-    let entries = app_logs::read(
-        ctx.db()?,
-        &app.name,
-        &app.created_at,
-        source.as_deref(),
-        lines,
-    )?;
+    let filter = app_logs::LogFilter {
+        app: &app.name,
+        since: &app.created_at,
+        source: source.as_deref(),
+    };
+    let db = ctx.db()?;
+    let follow = ctx.req.query_param("follow") == Some("1");
+    let newest = if follow {
+        app_logs::newest_id(db, &app.name)?
+    } else {
+        i64::MAX
+    };
+    let entries = app_logs::read(db, &filter, lines, newest)?;
     audit::record(ctx, "app-log", &app.name, json!({}));
-    Ok(Response::json(&entries))
+    if !follow {
+        return Ok(Response::json(&entries));
+    }
+    // The array as the first line, then every later entry on its own line (API.md 3.1).
+    let mut first = Response::json(&entries);
+    first.body.push(b'\n');
+    let since = app.created_at.clone();
+    Ok(first.streaming(Box::new(move |ctx, write| {
+        let filter = app_logs::LogFilter {
+            app: &app.name,
+            since: &since,
+            source: source.as_deref(),
+        };
+        match ctx.db() {
+            Ok(db) => app_logs::follow(db, &filter, newest, write),
+            Err(e) => eprintln!("following the log of {}: {e}", app.name),
+        }
+    })))
 }
 
 /// `POST /apps/:app/log`

@@ -1,6 +1,7 @@
 //! Requests and responses as the routes see them, independent of Spin's types so the
 //! whole dispatch path can be unit-tested natively.
 
+use crate::context::Ctx;
 use crate::error::ApiError;
 use serde::Serialize;
 
@@ -68,11 +69,27 @@ impl Request {
     }
 }
 
-#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// More body to send after `body`, produced while the client waits (log follow).
+    pub stream: Option<BodyStream>,
+}
+
+/// Continues a response body with the request's context. It writes chunks through the
+/// given function, which returns `false` once the client has gone away.
+pub type BodyStream = Box<dyn FnOnce(&Ctx, &mut dyn FnMut(&[u8]) -> bool)>;
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &String::from_utf8_lossy(&self.body))
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -86,6 +103,7 @@ impl Response {
             status,
             headers,
             body,
+            stream: None,
         }
     }
 
@@ -113,6 +131,17 @@ impl Response {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// This response, with `stream` continuing its body after `body` is sent.
+    pub fn streaming(mut self, stream: BodyStream) -> Self {
+        self.stream = Some(stream);
         self
     }
 }

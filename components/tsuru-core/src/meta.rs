@@ -17,9 +17,8 @@ pub fn healthcheck(ctx: &mut Ctx) -> ApiResult<Response> {
 
 /// The OpenAPI 3.1 document, kept in the repository and embedded at build time.
 pub fn openapi(_ctx: &mut Ctx) -> ApiResult<Response> {
-    Ok(Response {
-        status: 200,
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: include_bytes!("openapi/openapi.json").to_vec(),
-    })
+    let document = include_bytes!("openapi/openapi.json");
+    Ok(Response::empty()
+        .header("content-type", "application/json")
+        .body(document.to_vec()))
 }

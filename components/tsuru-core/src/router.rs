@@ -98,28 +98,61 @@ fn find<'r>(routes: &'r [Route], method: &str, path: &str) -> Found<'r> {
     }
 }
 
+/// The answer to one request: the response, and the request's context for a response
+/// whose body goes on streaming (see [`Response::streaming`]).
+pub struct Answer {
+    pub response: Response,
+    ctx: Option<Ctx>,
+}
+
+impl Answer {
+    fn without_context(response: Response) -> Self {
+        Answer {
+            response,
+            ctx: None,
+        }
+    }
+
+    /// Sends the rest of a streaming body through `write`; nothing for other responses.
+    pub fn finish_stream(&mut self, write: &mut dyn FnMut(&[u8]) -> bool) {
+        if let (Some(stream), Some(ctx)) = (self.response.stream.take(), self.ctx.as_ref()) {
+            stream(ctx, write);
+        }
+    }
+}
+
 /// Answers one request: the single entry point every component calls.
 pub fn dispatch(
     routes: &[Route],
     platform: &'static dyn Platform,
     req: Request,
     read_body: BodyReader<'_>,
-) -> Response {
+) -> Answer {
     let is_head = req.method == "HEAD";
     let (route, params) = match find(routes, &req.method, &req.path) {
         Found::Route(route, params) => (route, params),
         Found::WrongMethod(allow) => {
-            return Response::from(ApiError::new(405, "Method Not Allowed")).header("allow", &allow)
+            return Answer::without_context(
+                Response::from(ApiError::new(405, "Method Not Allowed")).header("allow", &allow),
+            )
         }
-        Found::Nothing => return Response::from(ApiError::not_found("404 page not found")),
+        Found::Nothing => {
+            return Answer::without_context(Response::from(ApiError::not_found(
+                "404 page not found",
+            )))
+        }
     };
     let mut ctx = Ctx::new(req, platform);
     ctx.params = params;
     let mut response = run(route, &mut ctx, read_body).unwrap_or_else(Response::from);
     if is_head {
         response.body.clear();
+        response.stream = None;
     }
-    response
+    Answer {
+        response,
+        ctx: Some(ctx),
+    }
 }
 
 fn run(route: &Route, ctx: &mut Ctx, read_body: BodyReader<'_>) -> ApiResult<Response> {

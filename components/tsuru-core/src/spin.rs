@@ -110,13 +110,15 @@ pub fn serve(routes: &[Route], incoming: IncomingRequest, out: ResponseOutparam)
         .collect();
     let request = Request::new(&method, &path, headers);
     let mut read_body = |limit: usize| read_incoming_body(&incoming, limit);
-    let response = dispatch(routes, &PLATFORM, request, &mut read_body);
+    let mut answer = dispatch(routes, &PLATFORM, request, &mut read_body);
+    let response = &answer.response;
 
     let headers = types::Fields::new();
     for (name, value) in &response.headers {
         let _ = headers.append(name, value.as_bytes());
     }
-    if method != "HEAD" {
+    // A streamed body has no known length; the host sends it chunked.
+    if method != "HEAD" && response.stream.is_none() {
         let _ = headers.append(
             "content-length",
             &response.body.len().to_string().into_bytes(),
@@ -129,11 +131,16 @@ pub fn serve(routes: &[Route], incoming: IncomingRequest, out: ResponseOutparam)
     };
     out.set(outgoing);
     if let Ok(stream) = body.write() {
-        for chunk in response.body.chunks(WRITE_CHUNK) {
-            if let Err(e) = stream.blocking_write_and_flush(chunk) {
-                eprintln!("writing response body: {e:?}");
-                break;
+        // An empty write asks whether the client is still there.
+        let mut write = |data: &[u8]| {
+            if data.is_empty() {
+                return stream.check_write().is_ok();
             }
+            data.chunks(WRITE_CHUNK)
+                .all(|chunk| stream.blocking_write_and_flush(chunk).is_ok())
+        };
+        if write(&answer.response.body) {
+            answer.finish_stream(&mut write);
         }
         drop(stream);
     }
