@@ -1,25 +1,10 @@
 //! Healers (API.md 3.5).
+//! Its routes are `tsuru_core::routes::HEALERS`.
 
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use tsuru_core::{healers, Access, Route};
-
-const ROUTES: &[Route] = &[
-    Route {
-        method: "GET",
-        path: "/healers",
-        access: Access::AnyToken,
-        handler: healers::list,
-    },
-    Route {
-        method: "GET",
-        path: "/healers/:healer",
-        access: Access::AnyToken,
-        handler: healers::execute,
-    },
-];
 
 #[http_component]
 fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(ROUTES, req, out)
+    tsuru_core::spin::serve(tsuru_core::routes::HEALERS, req, out)
 }

@@ -23,6 +23,7 @@ pub mod platforms;
 pub mod provisioner;
 pub mod quotas;
 pub mod router;
+pub mod routes;
 pub mod schema;
 pub mod service_api;
 pub mod services;
