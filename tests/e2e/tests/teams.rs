@@ -266,3 +266,138 @@ fn permission_rows() {
     // list: App 403.
     assert_eq!(app.get("/teams").bearer(&app_token).send().status, 403);
 }
+
+#[test]
+fn teams_in_use_cannot_be_removed() {
+    let app = app().start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    team(&app, &alice, "data");
+    e2e::apps::create_app(&app, &alice, "web");
+    // `web` went to both of alice's teams; hand it to `backend` alone.
+    assert_eq!(
+        app.delete("/apps/web/data").bearer(&alice).send().status,
+        200
+    );
+    let r = app.delete("/teams/backend").bearer(&alice).send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.\n")
+    );
+    assert_eq!(app.delete("/apps/web").bearer(&alice).send().status, 200);
+    e2e::services::create_service(&app, &alice, "mysql", "http://127.0.0.1:9");
+    for name in ["backend", "data"] {
+        let r = app.delete(&format!("/teams/{name}")).bearer(&alice).send();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (403, "This team cannot be removed because it has access to services or service instances.\n"),
+            "{name} owns the service"
+        );
+    }
+}
+
+#[test]
+fn membership_changes_reach_gandalf_and_roll_back() {
+    let gandalf = e2e::FakeServer::start();
+    let app = app().var("gandalf_url", &gandalf.url()).start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    user(&app, "bob@example.com");
+    team(&app, &alice, "backend");
+    team(&app, &alice, "ops");
+    e2e::apps::create_app(&app, &alice, "web");
+    gandalf.clear();
+
+    add_to_team(&app, &alice, "backend", "bob@example.com");
+    let calls = gandalf.requests();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path()),
+        ("POST", "/repository/grant")
+    );
+    assert_eq!(
+        calls[0].json(),
+        json!({"repositories": ["web"], "users": ["bob@example.com"]})
+    );
+
+    // Bob reaches `web` through `ops` too, so leaving `backend` revokes nothing.
+    add_to_team(&app, &alice, "ops", "bob@example.com");
+    gandalf.clear();
+    assert_eq!(
+        app.delete("/teams/backend/bob@example.com")
+            .bearer(&alice)
+            .send()
+            .status,
+        200
+    );
+    assert!(gandalf.requests().is_empty());
+    gandalf.on_once("DELETE", "/repository/revoke", e2e::Reply::text(500, "no"));
+    let r = app
+        .delete("/teams/ops/bob@example.com")
+        .bearer(&alice)
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (502, "Failed to revoke access from git repositories: no\n")
+    );
+    let revoke = &gandalf.requests()[0];
+    assert_eq!(
+        revoke.json(),
+        json!({"repositories": ["web"], "users": ["bob@example.com"]})
+    );
+    let ops = app.get("/teams/ops").bearer(&alice).send().json();
+    assert_eq!(
+        ops["users"],
+        json!(["alice@example.com", "bob@example.com"]),
+        "membership restored"
+    );
+
+    gandalf.on_once("POST", "/repository/grant", e2e::Reply::text(500, "down"));
+    let r = app
+        .put("/teams/backend/bob@example.com")
+        .bearer(&alice)
+        .send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (502, "Failed to grant access to git repositories: down\n")
+    );
+    let backend = app.get("/teams/backend").bearer(&alice).send().json();
+    assert_eq!(
+        backend["users"],
+        json!(["alice@example.com"]),
+        "membership removed again"
+    );
+
+    // Removing bob's account revokes his repositories first; a failure stops it.
+    let bob = e2e::accounts::login(&app, "bob@example.com");
+    gandalf.clear();
+    gandalf.on_once(
+        "DELETE",
+        "/repository/revoke",
+        e2e::Reply::text(500, "nope"),
+    );
+    let r = app.delete("/users").bearer(&bob).send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (502, "Failed to revoke acess from git repositories: nope\n")
+    );
+    assert_eq!(
+        gandalf.requests()[0].json(),
+        json!({"repositories": ["web"], "users": ["bob@example.com"]})
+    );
+    assert_eq!(app.delete("/users").bearer(&bob).send().status, 200);
+    let paths: Vec<String> = gandalf
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "DELETE /repository/revoke",
+            "DELETE /repository/revoke",
+            "DELETE /user/bob%40example.com"
+        ]
+    );
+}
