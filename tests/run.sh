@@ -7,19 +7,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Crates that run natively (the test host and the tests); everything else is wasm.
-NATIVE=(--exclude spin-test-host --exclude e2e)
+# Crates that run natively (the test host, the tests, the benchmark); everything else is wasm.
+NATIVE=(--exclude spin-test-host --exclude e2e --exclude bench)
 
 echo "==> format and lints"
 cargo fmt --all -- --check
 cargo clippy --target wasm32-wasip1 --workspace "${NATIVE[@]}" -- -D warnings
-cargo clippy --all-targets -p tsuru-core -p spin-test-host -p e2e -- -D warnings
+cargo clippy --all-targets -p tsuru-core -p spin-test-host -p e2e -p bench -- -D warnings
 
 echo "==> wasm components (release)"
 cargo build --target wasm32-wasip1 --release --workspace "${NATIVE[@]}"
 
 echo "==> unit and end-to-end tests"
 cargo test -p tsuru-core -p spin-test-host -p e2e
+
+# A few seconds on the debug build above, so the benchmark cannot rot: it fails on an
+# error or a non-2xx answer, never on a missed performance target.
+echo "==> benchmark (smoke mode)"
+cargo run -p bench -- --smoke
 
 echo "==> fuzzing the OpenAPI document (schemathesis)"
 cargo build -p spin-test-host

@@ -157,7 +157,6 @@ enum Scope<'a> {
     All,
     /// Apps sharing a team with this email (through the `app_teams` team index).
     MemberOf(&'a str),
-    One(&'a str),
 }
 
 impl Scope<'_> {
@@ -172,34 +171,83 @@ impl Scope<'_> {
                 ),
                 params![*email].to_vec(),
             ),
-            Scope::One(name) => (format!(" WHERE {column} = ?"), params![*name].to_vec()),
         }
     }
 }
 
-/// The app objects of API.md 3.1 for `scope`, sorted by name; three queries in all.
+impl AppView {
+    /// The view of an app row, before its teams and units are added.
+    fn new(
+        git_host: &str,
+        name: String,
+        platform: String,
+        state: String,
+        ip: String,
+        cname: String,
+    ) -> Self {
+        AppView {
+            repository: repository_url(git_host, &name),
+            framework: platform.clone(),
+            platform,
+            name,
+            state,
+            ip,
+            cname,
+            teams: Vec::new(),
+            units: Vec::new(),
+        }
+    }
+}
+
+/// The units of one app, by number.
+fn units(db: &Db, app: &str) -> ApiResult<Vec<UnitView>> {
+    Ok(db
+        .query(
+            "SELECT name, ip, state FROM units WHERE app = ? ORDER BY number",
+            params![app],
+        )?
+        .iter()
+        .map(|row| UnitView {
+            name: row.text(0),
+            ip: row.text(1),
+            state: row.text(2),
+        })
+        .collect())
+}
+
+/// The app objects of API.md 3.1 for `scope`, sorted by name; two queries: the apps
+/// with their units, then their teams.
 fn views(ctx: &Ctx, scope: Scope) -> ApiResult<Vec<AppView>> {
     let db = ctx.db()?;
     let git_host = ctx.config.git_host();
-    let (filter, args) = scope.filter("name");
-    let mut apps: Vec<AppView> = db
-        .query(
-            &format!("SELECT name, platform, state, ip, cname FROM apps{filter} ORDER BY name"),
-            &args,
-        )?
-        .iter()
-        .map(|r| AppView {
-            name: r.text(0),
-            framework: r.text(1),
-            platform: r.text(1),
-            repository: repository_url(&git_host, &r.text(0)),
-            state: r.text(2),
-            ip: r.text(3),
-            cname: r.text(4),
-            teams: Vec::new(),
-            units: Vec::new(),
-        })
-        .collect();
+    let (filter, args) = scope.filter("a.name");
+    let mut apps: Vec<AppView> = Vec::new();
+    for row in db.query(
+        &format!(
+            "SELECT a.name, a.platform, a.state, a.ip, a.cname, u.name, u.ip, u.state \
+             FROM apps a LEFT JOIN units u ON u.app = a.name{filter} ORDER BY a.name, u.number"
+        ),
+        &args,
+    )? {
+        let name = row.text(0);
+        if apps.last().is_none_or(|app| app.name != name) {
+            apps.push(AppView::new(
+                &git_host,
+                name,
+                row.text(1),
+                row.text(2),
+                row.text(3),
+                row.text(4),
+            ));
+        }
+        if let (Some(app), Some(unit)) = (apps.last_mut(), row.opt_text(5)) {
+            app.units.push(UnitView {
+                name: unit,
+                ip: row.text(6),
+                state: row.text(7),
+            });
+        }
+    }
     let position: HashMap<String, usize> = apps
         .iter()
         .enumerate()
@@ -212,18 +260,6 @@ fn views(ctx: &Ctx, scope: Scope) -> ApiResult<Vec<AppView>> {
     )? {
         if let Some(&i) = position.get(&row.text(0)) {
             apps[i].teams.push(row.text(1));
-        }
-    }
-    for row in db.query(
-        &format!("SELECT app, name, ip, state FROM units{filter} ORDER BY app, number"),
-        &args,
-    )? {
-        if let Some(&i) = position.get(&row.text(0)) {
-            apps[i].units.push(UnitView {
-                name: row.text(1),
-                ip: row.text(2),
-                state: row.text(3),
-            });
         }
     }
     Ok(apps)
@@ -240,13 +276,20 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::json(&views(ctx, scope)?))
 }
 
-/// `GET /apps/:app`
+/// `GET /apps/:app`: the access check already read the app and its teams; one more
+/// query reads its units.
 pub fn info(ctx: &mut Ctx) -> ApiResult<Response> {
     let app = load_for_user(ctx, ctx.param("app"))?;
-    let view = views(ctx, Scope::One(&app.name))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| not_found(&app.name))?;
+    let mut view = AppView::new(
+        &ctx.config.git_host(),
+        app.name,
+        app.platform,
+        app.state,
+        app.ip,
+        app.cname,
+    );
+    view.teams = app.teams;
+    view.units = units(ctx.db()?, &view.name)?;
     Ok(Response::json(&view))
 }
 

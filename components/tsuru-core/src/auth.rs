@@ -194,16 +194,23 @@ pub fn issue_user_token(kv: &Kv, email: &str, epoch: i64, days: i64) -> ApiResul
     };
     kv.set_json(&token_key(&hash), &record)?;
     let index_key = user_tokens_key(email);
-    let mut live = Vec::new();
-    for old in kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default() {
-        match kv.get_json::<TokenRecord>(&token_key(&old))? {
-            Some(r) if r.expires > now && r.epoch == epoch => live.push(old),
-            Some(_) => kv.delete(&token_key(&old))?,
+    let mut index = kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default();
+    // The index is in issue order, so expired records are at its front: prune up to the
+    // first live one (reading every record would cost each login one key-value read per
+    // live token of the user). A record gone early (logout, a shorter
+    // `token_expire_days`) is pruned once it reaches the front.
+    let mut pruned = 0;
+    for old in &index {
+        match kv.get_json::<TokenRecord>(&token_key(old))? {
+            Some(r) if r.expires > now && r.epoch == epoch => break,
+            Some(_) => kv.delete(&token_key(old))?,
             None => {}
         }
+        pruned += 1;
     }
-    live.push(hash);
-    kv.set_json(&index_key, &live)?;
+    index.drain(..pruned);
+    index.push(hash);
+    kv.set_json(&index_key, &index)?;
     Ok(token)
 }
 
@@ -327,6 +334,37 @@ mod tests {
         assert_eq!(index.len(), 1);
         assert!(kv
             .get_json::<TokenRecord>(&format!("token:{h2}"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn login_prunes_the_index_front_up_to_the_first_live_token() {
+        use crate::kv::memory::MemoryKv;
+        let kv = Kv::new(Box::new(MemoryKv::default()));
+        let tokens: Vec<String> = (0..4)
+            .map(|_| issue_user_token(&kv, "a@b.com", 0, 7).unwrap())
+            .collect();
+        let hashes: Vec<String> = tokens.iter().map(|t| sha256_hex(t.as_bytes())).collect();
+        let key = |hash: &str| format!("token:{hash}");
+        // The first token expired; the third was logged out.
+        let mut expired: TokenRecord = kv.get_json(&key(&hashes[0])).unwrap().unwrap();
+        expired.expires = 0;
+        kv.set_json(&key(&hashes[0]), &expired).unwrap();
+        delete_token(&kv, &tokens[2]).unwrap();
+        let newest = sha256_hex(issue_user_token(&kv, "a@b.com", 0, 7).unwrap().as_bytes());
+        let index: Vec<String> = kv.get_json("user-tokens:a@b.com").unwrap().unwrap();
+        assert_eq!(
+            index,
+            vec![
+                hashes[1].clone(),
+                hashes[2].clone(),
+                hashes[3].clone(),
+                newest
+            ]
+        );
+        assert!(kv
+            .get_json::<TokenRecord>(&key(&hashes[0]))
             .unwrap()
             .is_none());
     }

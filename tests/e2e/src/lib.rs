@@ -28,7 +28,7 @@ pub use spin_test_host::{AppVariable, ExtraComponent, HostConfig, RunningHost};
 
 /// Command that builds every wasm the tests need (the host and the tests themselves are
 /// native crates, hence the exclusions).
-pub const BUILD_WASM: &str = "cargo build --target wasm32-wasip1 --release --workspace --exclude spin-test-host --exclude e2e";
+pub const BUILD_WASM: &str = "cargo build --target wasm32-wasip1 --release --workspace --exclude spin-test-host --exclude e2e --exclude bench";
 /// Command that builds the probe alone.
 pub const BUILD_PROBE: &str = "cargo build --target wasm32-wasip1 --release -p probe";
 

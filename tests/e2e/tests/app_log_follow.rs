@@ -5,7 +5,7 @@ use e2e::accounts::{admin, team, user};
 use e2e::app;
 use e2e::apps::create_app;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 

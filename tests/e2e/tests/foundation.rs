@@ -1,7 +1,7 @@
 //! Foundation tests: the test host behaves like `spin up` for the real `spin.toml`.
 //!
 //! Needs the wasm built first:
-//! `cargo build --target wasm32-wasip1 --release --workspace --exclude spin-test-host --exclude e2e`.
+//! `cargo build --target wasm32-wasip1 --release --workspace --exclude spin-test-host --exclude e2e --exclude bench`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

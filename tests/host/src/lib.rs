@@ -468,6 +468,27 @@ impl RunningHost {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    /// Starts listing the store and variable calls components make (key-value, SQLite,
+    /// variables), to see what a request does; see [`RunningHost::take_call_log`].
+    pub fn start_call_log(&self) {
+        *self
+            .shared
+            .call_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    }
+
+    /// Stops listing and returns the calls made since [`RunningHost::start_call_log`],
+    /// in order, e.g. `key-value get token:<hash>`, `sqlite execute <statement>`.
+    pub fn take_call_log(&self) -> Vec<String> {
+        self.shared
+            .call_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
+
     /// Stops serving and waits (up to a few seconds) for in-flight work to end.
     pub fn shutdown(mut self) {
         self.stop(true);

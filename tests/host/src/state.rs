@@ -44,6 +44,9 @@ pub struct AppShared {
     kv_conn: tokio::sync::OnceCell<Arc<Mutex<rusqlite::Connection>>>,
     pub logs: Arc<Mutex<Vec<u8>>>,
     pub echo_logs: bool,
+    /// Store and variable calls of every instance, listed while a benchmark or a test
+    /// asks for them (`None`: not listing).
+    pub call_log: Mutex<Option<Vec<String>>>,
 }
 
 impl AppShared {
@@ -54,6 +57,14 @@ impl AppShared {
             kv_conn: tokio::sync::OnceCell::new(),
             logs: Arc::default(),
             echo_logs,
+            call_log: Mutex::new(None),
+        }
+    }
+
+    /// Adds a call to the call log when one is being kept; `describe` runs only then.
+    fn log_call(&self, describe: impl FnOnce() -> String) {
+        if let Some(calls) = lock(&self.call_log).as_mut() {
+            calls.push(describe());
         }
     }
 
@@ -195,6 +206,7 @@ impl kv::HostStore for HostState {
         if self.open_stores >= MAX_OPEN_HANDLES {
             return Ok(Err(kv::Error::StoreTableFull));
         }
+        self.app.log_call(|| format!("key-value open {label}"));
         let conn = match self.app.kv_connection().await {
             Ok(c) => c,
             Err(e) => return Ok(Err(kv::Error::Other(e))),
@@ -209,6 +221,7 @@ impl kv::HostStore for HostState {
         store: Resource<KvStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        self.app.log_call(|| format!("key-value get {key}"));
         let s = self.table.get(&store)?;
         let (conn, label) = (s.conn.clone(), s.label.clone());
         Ok(blocking(move || {
@@ -228,6 +241,7 @@ impl kv::HostStore for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
+        self.app.log_call(|| format!("key-value set {key}"));
         let s = self.table.get(&store)?;
         let (conn, label) = (s.conn.clone(), s.label.clone());
         Ok(blocking(move || {
@@ -248,6 +262,7 @@ impl kv::HostStore for HostState {
         store: Resource<KvStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
+        self.app.log_call(|| format!("key-value delete {key}"));
         let s = self.table.get(&store)?;
         let (conn, label) = (s.conn.clone(), s.label.clone());
         Ok(blocking(move || {
@@ -265,6 +280,7 @@ impl kv::HostStore for HostState {
         store: Resource<KvStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
+        self.app.log_call(|| format!("key-value exists {key}"));
         let s = self.table.get(&store)?;
         let (conn, label) = (s.conn.clone(), s.label.clone());
         Ok(blocking(move || {
@@ -282,6 +298,7 @@ impl kv::HostStore for HostState {
         &mut self,
         store: Resource<KvStore>,
     ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+        self.app.log_call(|| "key-value get-keys".to_string());
         let s = self.table.get(&store)?;
         let (conn, label) = (s.conn.clone(), s.label.clone());
         Ok(blocking(move || {
@@ -319,6 +336,7 @@ impl sqlite::HostConnection for HostState {
         if self.open_connections >= MAX_OPEN_HANDLES {
             return Ok(Err(sqlite::Error::Io("too many connections opened".into())));
         }
+        self.app.log_call(|| format!("sqlite open {database}"));
         let handle = self.table.push(SqliteConnection {
             path: self.app.sqlite_path.clone(),
             conn: Arc::default(),
@@ -333,6 +351,7 @@ impl sqlite::HostConnection for HostState {
         statement: String,
         parameters: Vec<sqlite::Value>,
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
+        self.app.log_call(|| format!("sqlite execute {statement}"));
         let c = self.table.get(&connection)?;
         let (slot, path) = (c.conn.clone(), c.path.clone());
         Ok(blocking(move || {
@@ -414,6 +433,7 @@ fn run_statement(
 
 impl variables::Host for HostState {
     async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, variables::Error>> {
+        self.app.log_call(|| format!("variable get {name}"));
         Ok(self.grants.variables.get(&name).map_err(|e| match e {
             GetError::InvalidName(m) => variables::Error::InvalidName(m),
             GetError::Undefined(m) => variables::Error::Undefined(m),
