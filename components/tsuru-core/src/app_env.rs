@@ -152,23 +152,24 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
             "Invalid environment variable name: {bad}"
         )));
     }
-    let db = ctx.db()?;
-    let stored = db.transaction(|db| -> ApiResult<Vec<(&String, &String)>> {
+    // One commit for the variables, their log entries and the audit event: commits are
+    // what a write costs.
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
         let mut stored = Vec::new();
         for (name, value) in &variables {
             if set_public(db, &app.name, name, value)? {
                 stored.push((name, value));
             }
         }
-        Ok(stored)
+        let messages: Vec<String> = stored
+            .iter()
+            .map(|(name, value)| format!("setting env {name} with value {value}"))
+            .collect();
+        app_logs::record_within(db, &app.name, &messages);
+        let names: Vec<&String> = stored.iter().map(|(name, _)| *name).collect();
+        audit::record(ctx, "set-env", &app.name, json!({"names": names}));
+        Ok(())
     })?;
-    let messages: Vec<String> = stored
-        .iter()
-        .map(|(name, value)| format!("setting env {name} with value {value}"))
-        .collect();
-    app_logs::record(db, &app.name, &messages);
-    let names: Vec<&String> = stored.iter().map(|(name, _)| *name).collect();
-    audit::record(ctx, "set-env", &app.name, json!({"names": names}));
     Ok(Response::empty())
 }
 

@@ -24,16 +24,27 @@ pub struct LogEntry {
 
 /// Appends entries dated now, in one transaction.
 pub fn append(db: &Db, app: &str, source: &str, messages: &[String]) -> DbResult<()> {
+    db.transaction(|db| insert(db, app, source, messages))
+}
+
+/// Inserts entries dated now, inside the caller's transaction.
+fn insert(db: &Db, app: &str, source: &str, messages: &[String]) -> DbResult<()> {
     let date = now_rfc3339();
-    db.transaction(|db| {
-        for message in messages {
-            db.execute(
-                "INSERT INTO app_logs (app, date, source, message) VALUES (?, ?, ?, ?)",
-                params![app, date.as_str(), source, message.as_str()],
-            )?;
-        }
-        Ok(())
-    })
+    for message in messages {
+        db.execute(
+            "INSERT INTO app_logs (app, date, source, message) VALUES (?, ?, ?, ?)",
+            params![app, date.as_str(), source, message.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Like [`record`], inside the caller's transaction: a failed insert is reported and
+/// does not undo the caller's writes (SQLite rolls back only the failed statement).
+pub fn record_within(db: &Db, app: &str, messages: &[String]) {
+    if let Err(e) = insert(db, app, "tsuru", messages) {
+        eprintln!("app log {app}: {e}");
+    }
 }
 
 /// Appends entries from the API itself (source `tsuru`). A failed write is reported on

@@ -53,6 +53,12 @@ pub fn migrate(db: &Db, seed_platforms: &[String], now: &str) -> DbResult<()> {
     if is_current(db)? {
         return Ok(());
     }
+    // Write-ahead logging lets readers and the writer proceed together. It is a setting
+    // of the database file, made once; a database that refuses it (a remote libSQL)
+    // keeps its own mode.
+    if let Err(e) = db.execute("PRAGMA journal_mode = WAL", &[]) {
+        eprintln!("journal_mode WAL not set: {e}");
+    }
     db.transaction(|db| {
         // Another request may have migrated while this one waited for the write lock.
         let from = current_version(db)?;
