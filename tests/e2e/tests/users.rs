@@ -884,3 +884,64 @@ fn oversized_and_malformed_bodies_are_client_errors() {
         }
     }
 }
+
+#[test]
+fn own_account_routes_need_a_user_token() {
+    let app = app().start();
+    let admin = admin(&app);
+    let (app_token, _) = app_token(&app, &admin);
+    let routes: [(&str, &str, serde_json::Value); 5] = [
+        (
+            "PUT",
+            "/users/password",
+            json!({"old": PASSWORD, "new": "654321"}),
+        ),
+        ("DELETE", "/users", json!({})),
+        ("POST", "/users/keys", json!({"key": "ssh-rsa K"})),
+        ("DELETE", "/users/keys", json!({"key": "ssh-rsa K"})),
+        ("GET", "/users/admin@example.com/keys", json!({})),
+    ];
+    for (method, path, body) in routes {
+        let anonymous = app.request(method, path).json(&body).send();
+        assert_eq!(
+            (anonymous.status, anonymous.text().as_str()),
+            (401, "You must provide the Authorization header\n"),
+            "{method} {path}"
+        );
+        let as_app = app
+            .request(method, path)
+            .bearer(&app_token)
+            .json(&body)
+            .send();
+        assert_eq!(
+            (as_app.status, as_app.text().as_str()),
+            (403, "This action requires a user token\n"),
+            "{method} {path}"
+        );
+    }
+    // Logout takes any token but needs one.
+    let r = app.delete("/users/tokens").send();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "You must provide the Authorization header\n")
+    );
+    // A user in no team manages their own account.
+    let loner = user(&app, "loner@example.com");
+    let key = json!({"key": "ssh-rsa L"});
+    assert_eq!(
+        app.post("/users/keys")
+            .bearer(&loner)
+            .json(&key)
+            .send()
+            .status,
+        200
+    );
+    assert_eq!(
+        app.get("/users/loner@example.com/keys")
+            .bearer(&loner)
+            .send()
+            .status,
+        200
+    );
+    assert_eq!(app.delete("/users").bearer(&loner).send().status, 200);
+}
