@@ -32,5 +32,5 @@ pub fn app_token(app: &App, admin_token: &str, client: &str) -> String {
 /// Asserts the status and the exact body text of `resp`.
 #[track_caller]
 pub fn expect(resp: &Resp, status: u16, body: &str) {
-    assert_eq!((resp.status, resp.text().as_str()), (status, body));
+    resp.assert_is(status, body);
 }

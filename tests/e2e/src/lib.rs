@@ -529,6 +529,12 @@ impl Resp {
         find(&self.headers, name)
     }
 
+    /// Asserts the status and the exact body text (messages end with one newline).
+    #[track_caller]
+    pub fn assert_is(&self, status: u16, body: &str) {
+        assert_eq!((self.status, self.text().as_str()), (status, body));
+    }
+
     /// Every value of a header.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
         self.headers

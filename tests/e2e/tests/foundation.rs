@@ -43,7 +43,7 @@ fn unowned_paths_reach_the_meta_fallback_and_unknown_well_known_paths_are_empty_
 
     // Handled by the host itself, as Spin does, never by a component.
     let r = app.get("/.well-known/spin/health").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "OK"));
+    r.assert_is(200, "OK");
     let r = app.get("/.well-known/spin/info").send();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -91,7 +91,7 @@ fn longest_prefix_wins_and_a_wildcard_route_matches_its_bare_prefix() {
 
     // A path no test route owns still goes to the real manifest's fallback.
     let r = app.get("/probex").send();
-    assert_eq!((r.status, r.text().as_str()), (404, "404 page not found\n"));
+    r.assert_is(404, "404 page not found\n");
 }
 
 #[test]
@@ -131,12 +131,12 @@ fn key_value_and_sqlite_state_persist_across_requests_and_restarts() {
 
     assert_eq!(app.get("/probe/kv/get?key=k1").send().status, 404);
     let r = app.post("/probe/kv/set?key=k1").body("value one").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    r.assert_is(200, "ok");
     assert_eq!(app.get("/probe/kv/get?key=k1").send().text(), "value one");
 
     assert_eq!(app.get("/probe/sql/read?key=s1").send().status, 404);
     let r = app.post("/probe/sql/write?key=s1&value=row%20one").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    r.assert_is(200, "ok");
     assert_eq!(app.get("/probe/sql/read?key=s1").send().text(), "row one");
 
     let spin_dir = app.data_dir().join(".spin");
@@ -148,9 +148,9 @@ fn key_value_and_sqlite_state_persist_across_requests_and_restarts() {
     assert_eq!(app.addr().port(), port, "restart keeps the address");
 
     let r = app.get("/probe/kv/get?key=k1").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "value one"));
+    r.assert_is(200, "value one");
     let r = app.get("/probe/sql/read?key=s1").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "row one"));
+    r.assert_is(200, "row one");
 
     // Deleting works and is persisted too.
     assert_eq!(app.post("/probe/kv/delete?key=k1").send().status, 200);
@@ -164,27 +164,15 @@ fn stores_and_databases_not_declared_by_the_component_are_refused() {
     let app = app().with_probe().component(bare).start();
 
     let r = app.get("/bare/kv/get?key=x").send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "error: Error::AccessDenied")
-    );
+    r.assert_is(500, "error: Error::AccessDenied");
     let r = app.post("/bare/sql/write?key=x&value=y").send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "error: Error::AccessDenied")
-    );
+    r.assert_is(500, "error: Error::AccessDenied");
 
     // A label the component did not declare is refused even though it was asked by name.
     let r = app.get("/probe/kv/get?key=x&store=other").send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "error: Error::AccessDenied")
-    );
+    r.assert_is(500, "error: Error::AccessDenied");
     let r = app.get("/probe/sql/read?key=x&db=other").send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (500, "error: Error::AccessDenied")
-    );
+    r.assert_is(500, "error: Error::AccessDenied");
 }
 
 #[test]
@@ -220,7 +208,7 @@ fn variables_resolve_defaults_and_explicit_overrides() {
     // Defaults: the test variable's and the real manifest's `admin_team`.
     let app = greeting_probe().start();
     let r = app.get("/probe/var?name=greeting").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "hello, admin!"));
+    r.assert_is(200, "hello, admin!");
 
     // Only names the component declares are visible.
     let r = app.get("/probe/var?name=admin_team").send();
@@ -243,7 +231,7 @@ fn variables_resolve_defaults_and_explicit_overrides() {
         .var("admin_team", "ops")
         .start();
     let r = app.get("/probe/var?name=greeting").send();
-    assert_eq!((r.status, r.text().as_str()), (200, "hi, ops!"));
+    r.assert_is(200, "hi, ops!");
 }
 
 #[test]
@@ -310,10 +298,7 @@ fn outbound_http_goes_only_to_allowed_hosts() {
     let r = app
         .get(&format!("/allowed/outbound?url={}/hello", refused_url()))
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "error: ErrorCode::HttpRequestDenied")
-    );
+    r.assert_is(502, "error: ErrorCode::HttpRequestDenied");
     assert_eq!(
         fake.requests().len(),
         3,
@@ -331,14 +316,11 @@ fn self_requests_need_a_self_entry_and_reach_this_host() {
     let r = app
         .get("/selfish/outbound?url=http://self.alt/probe/counter")
         .send();
-    assert_eq!((r.status, r.text().as_str()), (200, "status=200\n1"));
+    r.assert_is(200, "status=200\n1");
     let r = app
         .get("/probe/outbound?url=http://self.alt/probe/counter")
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "error: ErrorCode::HttpRequestDenied")
-    );
+    r.assert_is(502, "error: ErrorCode::HttpRequestDenied");
 }
 
 #[test]
@@ -356,10 +338,7 @@ fn outbound_transport_failures_and_timeouts_surface_as_wasi_http_errors() {
     let r = app
         .get(&format!("/probe/outbound?url={}/x", refused_url()))
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "error: ErrorCode::ConnectionRefused")
-    );
+    r.assert_is(502, "error: ErrorCode::ConnectionRefused");
 
     let started = Instant::now();
     let r = app
@@ -369,10 +348,7 @@ fn outbound_transport_failures_and_timeouts_surface_as_wasi_http_errors() {
         ))
         .send();
     let took = started.elapsed();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "error: ErrorCode::ConnectionReadTimeout")
-    );
+    r.assert_is(502, "error: ErrorCode::ConnectionReadTimeout");
     assert!(
         took < Duration::from_millis(2500),
         "timeout not honoured: {took:?}"
@@ -390,7 +366,7 @@ fn every_request_gets_a_fresh_instance() {
     let app = app().with_probe().start();
     for _ in 0..5 {
         let r = app.get("/probe/counter").send();
-        assert_eq!((r.status, r.text().as_str()), (200, "1"));
+        r.assert_is(200, "1");
     }
     let handles: Vec<_> = (0..8)
         .map(|_| {
@@ -448,10 +424,10 @@ fn concurrent_sqlite_writers_contend_on_the_database_lock() {
     let r = app.post("/probe/sql/write?key=b&value=2").send();
     let waited = started.elapsed();
     let held = holder.join().unwrap();
-    assert_eq!((held.status, held.text().as_str()), (200, "ok"));
+    held.assert_is(200, "ok");
     // The second writer had its own connection and waited for the lock (rusqlite's
     // busy timeout) instead of failing or writing at once.
-    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    r.assert_is(200, "ok");
     assert!(
         waited >= Duration::from_millis(300),
         "no contention seen: {waited:?}"
@@ -481,9 +457,9 @@ fn keep_alive_connections_serve_several_requests() {
     let mut conn = app.connect();
     for _ in 0..3 {
         let r = conn.send(app.get("/probe/counter"));
-        assert_eq!((r.status, r.text().as_str()), (200, "1"));
+        r.assert_is(200, "1");
         let r = conn.send(app.post("/probe/kv/set?key=ka").body("x"));
-        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+        r.assert_is(200, "ok");
     }
 }
 
@@ -505,10 +481,7 @@ fn the_fake_server_records_requests_and_follows_its_script() {
             .send()
     };
     let first = send("POST", "/repository?x=1", "{\"name\":\"a\"}");
-    assert_eq!(
-        (first.status, first.text().as_str()),
-        (500, "first call fails")
-    );
+    first.assert_is(500, "first call fails");
     let second = send("POST", "/repository", "{\"name\":\"b\"}");
     assert_eq!(second.status, 201);
     assert_eq!(second.json()["ok"], true);

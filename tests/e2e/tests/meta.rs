@@ -15,10 +15,7 @@ fn healthcheck_and_its_alias() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     let post = app.post("/healthcheck").send();
-    assert_eq!(
-        (post.status, post.text().as_str()),
-        (405, "Method Not Allowed\n")
-    );
+    post.assert_is(405, "Method Not Allowed\n");
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
 }
 
@@ -57,7 +54,7 @@ fn unknown_paths_and_methods() {
     }
     // Routing (404/405) comes before authentication.
     let r = app.request("PATCH", "/teams").send();
-    assert_eq!((r.status, r.text().as_str()), (405, "Method Not Allowed\n"));
+    r.assert_is(405, "Method Not Allowed\n");
     assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
     let r = app.post("/users/tokens").send();
     assert_eq!(r.status, 405);

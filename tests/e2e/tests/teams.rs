@@ -44,10 +44,7 @@ fn creating_teams() {
         .bearer(&token)
         .json(&json!({"name": "backend"}))
         .send();
-    assert_eq!(
-        (dup.status, dup.text().as_str()),
-        (409, "Team already exists\n")
-    );
+    dup.assert_is(409, "Team already exists\n");
     let list = app.get("/teams").bearer(&token).send();
     assert_eq!(list.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -71,19 +68,13 @@ fn team_info_and_membership() {
     team(&app, &alice, "backend");
 
     let unknown = app.get("/teams/nope").bearer(&alice).send();
-    assert_eq!(
-        (unknown.status, unknown.text().as_str()),
-        (404, "Team not found\n")
-    );
+    unknown.assert_is(404, "Team not found\n");
     let outsider = app.get("/teams/backend").bearer(&bob).send();
-    assert_eq!(
-        (outsider.status, outsider.text().as_str()),
-        (403, "User is not member of this team\n")
-    );
+    outsider.assert_is(403, "User is not member of this team\n");
 
     // Adding members.
     let r = app.put("/teams/nope/bob@example.com").bearer(&alice).send();
-    assert_eq!((r.status, r.text().as_str()), (404, "Team not found\n"));
+    r.assert_is(404, "Team not found\n");
     let r = app
         .put("/teams/backend/bob@example.com")
         .bearer(&bob)
@@ -99,7 +90,7 @@ fn team_info_and_membership() {
         .put("/teams/backend/who@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!((r.status, r.text().as_str()), (404, "User not found\n"));
+    r.assert_is(404, "User not found\n");
     add_to_team(&app, &alice, "backend", "bob@example.com");
     let r = app
         .put("/teams/backend/bob@example.com")
@@ -123,7 +114,7 @@ fn team_info_and_membership() {
         .delete("/teams/nope/bob@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!((r.status, r.text().as_str()), (404, "Team not found\n"));
+    r.assert_is(404, "Team not found\n");
     let carol = e2e::accounts::login(&app, "carol@example.com");
     let r = app
         .delete("/teams/backend/bob@example.com")
@@ -140,15 +131,12 @@ fn team_info_and_membership() {
         .delete("/teams/backend/who@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!((r.status, r.text().as_str()), (404, "User not found\n"));
+    r.assert_is(404, "User not found\n");
     let r = app
         .delete("/teams/backend/carol@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (404, "User carol@example.com is not in the team backend.\n")
-    );
+    r.assert_is(404, "User carol@example.com is not in the team backend.\n");
     assert_eq!(
         app.delete("/teams/backend/alice@example.com")
             .bearer(&bob)
@@ -160,10 +148,7 @@ fn team_info_and_membership() {
         .delete("/teams/backend/bob@example.com")
         .bearer(&bob)
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (403, "You can not remove this user from this team, because it is the last user within the team, and a team can not be orphaned\n")
-    );
+    r.assert_is(403, "You can not remove this user from this team, because it is the last user within the team, and a team can not be orphaned\n");
     assert_eq!(app.get("/teams").bearer(&alice).send().json(), json!([]));
 }
 
@@ -175,20 +160,11 @@ fn removing_teams() {
     team(&app, &alice, "backend");
     // Non-members, the admin included, are told the team does not exist.
     let r = app.delete("/teams/backend").bearer(&admin).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (404, "Team \"backend\" not found.\n")
-    );
+    r.assert_is(404, "Team \"backend\" not found.\n");
     let r = app.delete("/teams/nope").bearer(&alice).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (404, "Team \"nope\" not found.\n")
-    );
+    r.assert_is(404, "Team \"nope\" not found.\n");
     let r = app.delete("/teams/admin").bearer(&admin).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (403, "The admin team cannot be removed.\n")
-    );
+    r.assert_is(403, "The admin team cannot be removed.\n");
     assert_eq!(
         app.delete("/teams/backend").bearer(&alice).send().status,
         200
@@ -281,10 +257,7 @@ fn teams_in_use_cannot_be_removed() {
         200
     );
     let r = app.delete("/teams/backend").bearer(&alice).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (403, "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.\n")
-    );
+    r.assert_is(403, "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.\n");
     assert_eq!(app.delete("/apps/web").bearer(&alice).send().status, 200);
     e2e::services::create_service(&app, &alice, "mysql", "http://127.0.0.1:9");
     for name in ["backend", "data"] {
@@ -337,10 +310,7 @@ fn membership_changes_reach_gandalf_and_roll_back() {
         .delete("/teams/ops/bob@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "Failed to revoke access from git repositories: no\n")
-    );
+    r.assert_is(502, "Failed to revoke access from git repositories: no\n");
     let revoke = &gandalf.requests()[0];
     assert_eq!(
         revoke.json(),
@@ -358,10 +328,7 @@ fn membership_changes_reach_gandalf_and_roll_back() {
         .put("/teams/backend/bob@example.com")
         .bearer(&alice)
         .send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "Failed to grant access to git repositories: down\n")
-    );
+    r.assert_is(502, "Failed to grant access to git repositories: down\n");
     let backend = app.get("/teams/backend").bearer(&alice).send().json();
     assert_eq!(
         backend["users"],
@@ -378,10 +345,7 @@ fn membership_changes_reach_gandalf_and_roll_back() {
         e2e::Reply::text(500, "nope"),
     );
     let r = app.delete("/users").bearer(&bob).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (502, "Failed to revoke acess from git repositories: nope\n")
-    );
+    r.assert_is(502, "Failed to revoke acess from git repositories: nope\n");
     assert_eq!(
         gandalf.requests()[0].json(),
         json!({"repositories": ["web"], "users": ["bob@example.com"]})

@@ -21,7 +21,7 @@ fn issuing_app_tokens() {
         .bearer(&bob)
         .json(&json!({"client": "x"}))
         .send();
-    assert_eq!((r.status, r.text().as_str()), (403, "Forbidden\n"));
+    r.assert_is(403, "Forbidden\n");
     let cases: [(&[u8], &str); 5] = [
         (b"nope", "Invalid JSON in request body.\n"),
         (b"{\"client\": 1}", "Invalid JSON in request body.\n"),
@@ -63,15 +63,12 @@ fn issuing_app_tokens() {
     );
     // A system token: refused on user routes, fine where any token is.
     let r = app.get("/teams").bearer(token).send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (403, "This action requires a user token\n")
-    );
+    r.assert_is(403, "This action requires a user token\n");
     let r = app
         .post("/tokens")
         .bearer(token)
         .json(&json!({"client": "y"}))
         .send();
-    assert_eq!((r.status, r.text().as_str()), (403, "Forbidden\n"));
+    r.assert_is(403, "Forbidden\n");
     assert_eq!(app.delete("/users/tokens").bearer(token).send().status, 200);
 }

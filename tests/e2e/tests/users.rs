@@ -86,10 +86,7 @@ fn registration_checks_in_order() {
     assert!(ok.body.is_empty());
     assert_eq!(ok.header("content-length"), Some("0"));
     let again = register(&app, "a@b.com");
-    assert_eq!(
-        (again.status, again.text().as_str()),
-        (409, "This email is already registered\n")
-    );
+    again.assert_is(409, "This email is already registered\n");
 }
 
 #[test]
@@ -112,20 +109,14 @@ fn first_user_becomes_admin_and_others_do_not() {
         .bearer(&bob)
         .json(&json!({"client": "hook"}))
         .send();
-    assert_eq!(
-        (refused.status, refused.text().as_str()),
-        (403, "Forbidden\n")
-    );
+    refused.assert_is(403, "Forbidden\n");
     // The admin team exists now, so its name is taken.
     let taken = app
         .post("/teams")
         .bearer(&bob)
         .json(&json!({"name": "admin"}))
         .send();
-    assert_eq!(
-        (taken.status, taken.text().as_str()),
-        (409, "Team already exists\n")
-    );
+    taken.assert_is(409, "Team already exists\n");
 }
 
 #[test]
@@ -141,10 +132,7 @@ fn admin_email_decides_the_bootstrap_and_reserves_the_name() {
         .bearer(&first)
         .json(&json!({"name": "ops"}))
         .send();
-    assert_eq!(
-        (reserved.status, reserved.text().as_str()),
-        (403, "Team name \"ops\" is reserved.\n")
-    );
+    reserved.assert_is(403, "Team name \"ops\" is reserved.\n");
     let boss = user(&app, "boss@example.com");
     assert_eq!(
         app.get("/teams").bearer(&boss).send().json(),
@@ -167,12 +155,9 @@ fn closed_registration_needs_an_admin_once_a_user_exists() {
     let admin = admin(&app);
     let body = json!({"email": "new@example.com", "password": PASSWORD});
     let anonymous = app.post("/users").json(&body).send();
-    assert_eq!(
-        (anonymous.status, anonymous.text().as_str()),
-        (403, "User registration is disabled.\n")
-    );
+    anonymous.assert_is(403, "User registration is disabled.\n");
     let bad = app.post("/users").bearer("nope").json(&body).send();
-    assert_eq!((bad.status, bad.text().as_str()), (401, "Invalid token\n"));
+    bad.assert_is(401, "Invalid token\n");
     let (token, _) = app_token(&app, &admin);
     let as_app = app.post("/users").bearer(&token).json(&body).send();
     assert_eq!(as_app.status, 403);
@@ -186,20 +171,14 @@ fn closed_registration_needs_an_admin_once_a_user_exists() {
         .bearer(&plain)
         .json(&json!({"email": "x@example.com", "password": PASSWORD}))
         .send();
-    assert_eq!(
-        (by_user.status, by_user.text().as_str()),
-        (403, "User registration is disabled.\n")
-    );
+    by_user.assert_is(403, "User registration is disabled.\n");
 }
 
 #[test]
 fn invalid_variable_values_are_reported_by_name() {
     let app = app().var("user_registration", "perhaps").start();
     let resp = register(&app, "a@b.com");
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (500, "Invalid value for variable \"user_registration\"\n")
-    );
+    resp.assert_is(500, "Invalid value for variable \"user_registration\"\n");
 }
 
 fn app_token(app: &e2e::App, admin: &str) -> (String, serde_json::Value) {
@@ -295,10 +274,7 @@ fn authorization_header_errors() {
     let app = app().start();
     let token = admin(&app);
     let missing = app.get("/teams").send();
-    assert_eq!(
-        (missing.status, missing.text().as_str()),
-        (401, "You must provide the Authorization header\n")
-    );
+    missing.assert_is(401, "You must provide the Authorization header\n");
     let empty = app.get("/teams").header("Authorization", "  ").send();
     assert_eq!(empty.text(), "You must provide the Authorization header\n");
     for value in [
@@ -323,10 +299,7 @@ fn authorization_header_errors() {
     );
     let (app_token, _) = app_token(&app, &token);
     let as_app = app.get("/teams").bearer(&app_token).send();
-    assert_eq!(
-        (as_app.status, as_app.text().as_str()),
-        (403, "This action requires a user token\n")
-    );
+    as_app.assert_is(403, "This action requires a user token\n");
 }
 
 #[test]
@@ -363,10 +336,7 @@ fn invalid_token_lifetime_is_reported_on_login() {
         .post("/users/a@b.com/tokens")
         .json(&json!({"password": PASSWORD}))
         .send();
-    assert_eq!(
-        (login.status, login.text().as_str()),
-        (500, "Invalid value for variable \"token_expire_days\"\n")
-    );
+    login.assert_is(500, "Invalid value for variable \"token_expire_days\"\n");
 }
 
 #[test]
@@ -445,10 +415,7 @@ fn removing_a_user() {
     let bob = user(&app, "bob@example.com");
     e2e::accounts::team(&app, &bob, "backend");
     let last = app.delete("/users").bearer(&bob).send();
-    assert_eq!(
-        (last.status, last.text().as_str()),
-        (403, "This user is the last member of the team \"backend\", so it cannot be removed.\n\nPlease remove the team, then remove the user.\n")
-    );
+    last.assert_is(403, "This user is the last member of the team \"backend\", so it cannot be removed.\n\nPlease remove the team, then remove the user.\n");
     e2e::accounts::add_to_team(&app, &bob, "backend", "admin@example.com");
     let second_bob = login(&app, "bob@example.com");
     assert_eq!(app.delete("/users").bearer(&bob).send().status, 200);
@@ -508,20 +475,14 @@ fn ssh_keys() {
         200
     );
     let dup = app.post("/users/keys").bearer(&bob).json(&key).send();
-    assert_eq!(
-        (dup.status, dup.text().as_str()),
-        (409, "User already has this key\n")
-    );
+    dup.assert_is(409, "User already has this key\n");
     let mine = app.get("/users/bob@example.com/keys").bearer(&bob).send();
     assert_eq!(
         mine.json(),
         json!({"bob@example.com-1": "ssh-rsa AAAA bob@laptop"})
     );
     let other = app.get("/users/admin@example.com/keys").bearer(&bob).send();
-    assert_eq!(
-        (other.status, other.text().as_str()),
-        (403, "You do not have access to this user's keys\n")
-    );
+    other.assert_is(403, "You do not have access to this user's keys\n");
     assert_eq!(
         app.get("/users/bob@example.com/keys")
             .bearer(&admin)
@@ -530,19 +491,13 @@ fn ssh_keys() {
         mine.json()
     );
     let unknown = app.get("/users/who@example.com/keys").bearer(&admin).send();
-    assert_eq!(
-        (unknown.status, unknown.text().as_str()),
-        (404, "User not found\n")
-    );
+    unknown.assert_is(404, "User not found\n");
     let missing = app
         .delete("/users/keys")
         .bearer(&bob)
         .json(&json!({"key": "ssh-rsa other"}))
         .send();
-    assert_eq!(
-        (missing.status, missing.text().as_str()),
-        (404, "User does not have this key\n")
-    );
+    missing.assert_is(404, "User does not have this key\n");
     assert_eq!(
         app.delete("/users/keys")
             .bearer(&bob)
@@ -645,10 +600,7 @@ fn gandalf_failures_roll_back() {
     let app = app().var("gandalf_url", &gandalf.url()).start();
     gandalf.on_once("POST", "/user", Reply::text(500, "  boom  \n"));
     let failed = register(&app, "a@b.com");
-    assert_eq!(
-        (failed.status, failed.text().as_str()),
-        (502, "Failed to create user in the git server: boom\n")
-    );
+    failed.assert_is(502, "Failed to create user in the git server: boom\n");
     // Nothing was kept: not the user, and not the admin team the first user would create.
     assert_eq!(
         app.post("/users/a@b.com/tokens")
@@ -666,10 +618,7 @@ fn gandalf_failures_roll_back() {
     gandalf.on_once("POST", "/user/a%40b.com/key", Reply::text(500, "no key"));
     let key = json!({"key": "ssh-rsa K"});
     let add = app.post("/users/keys").bearer(&token).json(&key).send();
-    assert_eq!(
-        (add.status, add.text().as_str()),
-        (502, "Failed to add key to git server: no key\n")
-    );
+    add.assert_is(502, "Failed to add key to git server: no key\n");
     assert_eq!(
         app.get("/users/a@b.com/keys").bearer(&token).send().json(),
         json!({})
@@ -688,10 +637,7 @@ fn gandalf_failures_roll_back() {
         Reply::text(500, "stuck"),
     );
     let remove = app.delete("/users/keys").bearer(&token).json(&key).send();
-    assert_eq!(
-        (remove.status, remove.text().as_str()),
-        (502, "Failed to remove the key from git server: stuck\n")
-    );
+    remove.assert_is(502, "Failed to remove the key from git server: stuck\n");
     assert_eq!(
         app.get("/users/a@b.com/keys").bearer(&token).send().json(),
         json!({"a@b.com-2": "ssh-rsa K"})
@@ -722,10 +668,7 @@ fn gandalf_failures_roll_back() {
 fn gandalf_down_is_reported() {
     let app = app().var("gandalf_url", &refused_url()).start();
     let resp = register(&app, "a@b.com");
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (502, "Failed to create user in the git server: Failed to connect to Gandalf server, it's probably down.\n")
-    );
+    resp.assert_is(502, "Failed to create user in the git server: Failed to connect to Gandalf server, it's probably down.\n");
 }
 
 fn extract_after(text: &str, marker: &str) -> String {
@@ -748,12 +691,9 @@ fn password_reset_by_mail() {
         .start();
     let old_token = user(&app, "a@b.com");
     let bad = app.post("/users/nope/password").send();
-    assert_eq!((bad.status, bad.text().as_str()), (400, "Invalid email.\n"));
+    bad.assert_is(400, "Invalid email.\n");
     let unknown = app.post("/users/who@b.com/password").send();
-    assert_eq!(
-        (unknown.status, unknown.text().as_str()),
-        (404, "User not found\n")
-    );
+    unknown.assert_is(404, "User not found\n");
     assert!(mailer.requests().is_empty());
 
     assert_eq!(app.post("/users/a@b.com/password").send().status, 200);
@@ -766,10 +706,7 @@ fn password_reset_by_mail() {
     assert_eq!(reset.len(), 64);
 
     let wrong = app.post("/users/a@b.com/password?token=abc").send();
-    assert_eq!(
-        (wrong.status, wrong.text().as_str()),
-        (403, "Invalid token\n")
-    );
+    wrong.assert_is(403, "Invalid token\n");
     register(&app, "c@b.com");
     let other_user = app
         .post(&format!("/users/c@b.com/password?token={reset}"))
@@ -781,10 +718,7 @@ fn password_reset_by_mail() {
     let failed = app
         .post(&format!("/users/a@b.com/password?token={reset}"))
         .send();
-    assert_eq!(
-        (failed.status, failed.text().as_str()),
-        (502, "Failed to send e-mail: smtp down\n")
-    );
+    failed.assert_is(502, "Failed to send e-mail: smtp down\n");
     assert_eq!(app.get("/teams").bearer(&old_token).send().status, 200);
 
     mailer.clear();
@@ -820,10 +754,7 @@ fn mailer_failure_on_first_step_leaves_no_token() {
     let app = app().var("mailer_url", &mailer.url()).start();
     register(&app, "a@b.com");
     let resp = app.post("/users/a@b.com/password").send();
-    assert_eq!(
-        (resp.status, resp.text().as_str()),
-        (502, "Failed to send e-mail: nope\n")
-    );
+    resp.assert_is(502, "Failed to send e-mail: nope\n");
     let sent = mailer.requests()[0].json();
     let reset = extract_after(sent["body"].as_str().unwrap(), "reset it: ");
     mailer.fallback(Reply::ok());
@@ -921,10 +852,7 @@ fn own_account_routes_need_a_user_token() {
     }
     // Logout takes any token but needs one.
     let r = app.delete("/users/tokens").send();
-    assert_eq!(
-        (r.status, r.text().as_str()),
-        (401, "You must provide the Authorization header\n")
-    );
+    r.assert_is(401, "You must provide the Authorization header\n");
     // A user in no team manages their own account.
     let loner = user(&app, "loner@example.com");
     let key = json!({"key": "ssh-rsa L"});
