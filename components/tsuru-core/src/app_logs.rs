@@ -55,11 +55,11 @@ pub fn record(db: &Db, app: &str, messages: &[String]) {
     }
 }
 
-/// Which entries of an app a reader sees: the current app's own (dated at or after its
-/// creation), optionally of one source.
+/// Which entries of an app a reader sees: the current app's own (ids after the newest
+/// entry that existed when it was created), optionally of one source.
 pub struct LogFilter<'a> {
     pub app: &'a str,
-    pub since: &'a str,
+    pub after: i64,
     pub source: Option<&'a str>,
 }
 
@@ -80,11 +80,11 @@ pub fn read(db: &Db, filter: &LogFilter, lines: i64, until: i64) -> DbResult<Vec
         lines
     };
     let rows = db.query(
-        "SELECT date, message, source FROM app_logs WHERE app = ? AND date >= ? \
+        "SELECT date, message, source FROM app_logs WHERE app = ? AND id > ? \
          AND (? IS NULL OR source = ?) AND id <= ? ORDER BY id DESC LIMIT ?",
         params![
             filter.app,
-            filter.since,
+            filter.after,
             filter.source,
             filter.source,
             until,
@@ -113,18 +113,13 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// an empty write only asks whether the client is still there).
 pub fn follow(db: &Db, filter: &LogFilter, mut after: i64, write: &mut dyn FnMut(&[u8]) -> bool) {
     let deadline = Instant::now() + FOLLOW_FOR;
+    after = after.max(filter.after);
     while Instant::now() < deadline && write(&[]) {
         std::thread::sleep(FOLLOW_EVERY);
         let rows = match db.query(
-            "SELECT date, message, source, id FROM app_logs WHERE app = ? AND date >= ? \
+            "SELECT date, message, source, id FROM app_logs WHERE app = ? \
              AND (? IS NULL OR source = ?) AND id > ? ORDER BY id",
-            params![
-                filter.app,
-                filter.since,
-                filter.source,
-                filter.source,
-                after
-            ],
+            params![filter.app, filter.source, filter.source, after],
         ) {
             Ok(rows) => rows,
             Err(e) => {
@@ -164,7 +159,7 @@ mod tests {
         append(&db, "b", "app", &["other".to_string()]).unwrap();
         let all = LogFilter {
             app: "a",
-            since: "2001-01-01T00:00:00Z",
+            after: 1,
             source: None,
         };
         let got: Vec<String> = read(&db, &all, 2, i64::MAX)

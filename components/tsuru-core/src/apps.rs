@@ -32,6 +32,8 @@ pub struct App {
     pub owner: String,
     pub state: String,
     pub created_at: String,
+    /// Log entries with larger ids are this app's (API.md 7.6).
+    pub logs_after: i64,
     pub teams: Vec<String>,
 }
 
@@ -50,7 +52,7 @@ pub fn not_found(name: &str) -> ApiError {
 pub fn load(db: &Db, name: &str) -> ApiResult<App> {
     let row = db
         .query_opt(
-            "SELECT name, serial, platform, ip, cname, owner, state, created_at FROM apps WHERE name = ?",
+            "SELECT name, serial, platform, ip, cname, owner, state, created_at, logs_after FROM apps WHERE name = ?",
             params![name],
         )?
         .ok_or_else(|| not_found(name))?;
@@ -71,6 +73,7 @@ pub fn load(db: &Db, name: &str) -> ApiResult<App> {
         owner: row.text(5),
         state: row.text(6),
         created_at: row.text(7),
+        logs_after: row.int(8),
         teams,
     })
 }
@@ -402,9 +405,10 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<i64> {
         .query_opt("SELECT last_insert_rowid()", &[])?
         .map_or(0, |r| r.int(0));
     let inserted = db.execute(
-        "INSERT INTO apps (name, serial, platform, ip, cname, owner, state, next_unit, created_at) \
-         VALUES (?, ?, ?, '', '', ?, 'pending', 1, ?)",
-        params![name, serial, c.platform.as_str(), c.owner.as_str(), now_rfc3339()],
+        "INSERT INTO apps (name, serial, platform, ip, cname, owner, state, next_unit, created_at, logs_after) \
+         VALUES (?, ?, ?, '', '', ?, 'pending', 1, ?, \
+         (SELECT COALESCE(MAX(id), 0) FROM app_logs WHERE app = ?))",
+        params![name, serial, c.platform.as_str(), c.owner.as_str(), now_rfc3339(), name],
     );
     match inserted {
         Err(e) if e.is_unique_violation() => return Err(duplicate()),
@@ -779,7 +783,7 @@ pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
     let app = load_for_user(ctx, ctx.param("app"))?;
     let filter = app_logs::LogFilter {
         app: &app.name,
-        since: &app.created_at,
+        after: app.logs_after,
         source: source.as_deref(),
     };
     let db = ctx.db()?;
@@ -797,11 +801,10 @@ pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
     // The array as the first line, then every later entry on its own line (API.md 3.1).
     let mut first = Response::json(&entries);
     first.body.push(b'\n');
-    let since = app.created_at.clone();
     Ok(first.streaming(Box::new(move |ctx, write| {
         let filter = app_logs::LogFilter {
             app: &app.name,
-            since: &since,
+            after: app.logs_after,
             source: source.as_deref(),
         };
         match ctx.db() {

@@ -43,6 +43,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
 ], &[
     // 2: a user's apps are their quota items when no quota row exists (API.md 3.4).
     "CREATE INDEX apps_owner ON apps (owner)",
+], &[
+    // 3: an app reads only log entries newer than its creation (API.md 7.6). Comparing
+    // entry ids instead of second-precision dates keeps an app re-created within the
+    // same second from reading its predecessor's entries.
+    "ALTER TABLE apps ADD COLUMN logs_after INTEGER NOT NULL DEFAULT 0",
+    "UPDATE apps SET logs_after = COALESCE((SELECT MAX(l.id) FROM app_logs l \
+     WHERE l.app = apps.name AND l.date < apps.created_at), 0)",
 ]];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

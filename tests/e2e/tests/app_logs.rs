@@ -1,5 +1,6 @@
-//! `GET /apps/:app/log?follow=1` (API.md 3.1): the array as the first line, then each
-//! later entry as a one-element array on its own line, streamed while the client reads.
+//! App logs beyond the basics of `apps.rs`: following a log (API.md 3.1: the array as
+//! the first line, then each later entry as a one-element array on its own line,
+//! streamed while the client reads) and the isolation of a re-created app (API.md 7.6).
 
 use e2e::accounts::{admin, team, user};
 use e2e::app;
@@ -116,4 +117,34 @@ fn following_a_log_streams_new_entries_until_the_client_leaves() {
     let resp = app.get("/apps/web/log?lines=10").bearer(&alice).send();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json().as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn a_recreated_app_never_reads_its_predecessors_entries() {
+    let app = app().start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    create_app(&app, &alice, "web");
+    let post = app
+        .post("/apps/web/log")
+        .bearer(&alice)
+        .json(&json!(["old tenant secret"]))
+        .send();
+    assert_eq!(post.status, 200);
+    assert_eq!(app.delete("/apps/web").bearer(&alice).send().status, 200);
+    // Re-created at once, within the same second as the old entries.
+    create_app(&app, &alice, "web");
+    let log = app
+        .get("/apps/web/log?lines=0")
+        .bearer(&alice)
+        .send()
+        .json();
+    let messages: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Message"].as_str().unwrap())
+        .collect();
+    assert!(!messages.contains(&"old tenant secret"), "{messages:?}");
 }
