@@ -62,6 +62,8 @@ struct RawManifest {
     components: BTreeMap<String, RawComponent>,
 }
 
+// The raw tables list every field Spin accepts, so that `deny_unknown_fields` refuses a
+// misspelt key as Spin does; fields the host has no use for are marked `dead_code`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawApplication {
