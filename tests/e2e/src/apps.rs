@@ -34,3 +34,18 @@ pub fn app_token(app: &App, admin_token: &str, client: &str) -> String {
 pub fn expect(resp: &Resp, status: u16, body: &str) {
     resp.assert_is(status, body);
 }
+
+/// The messages of `GET /apps/:app/log<query>` as `token`, oldest first.
+pub fn log_messages(app: &App, token: &str, name: &str, query: &str) -> Vec<String> {
+    let resp = app
+        .get(&format!("/apps/{name}/log{query}"))
+        .bearer(token)
+        .send();
+    assert_eq!(resp.status, 200, "log of {name}: {}", resp.text());
+    resp.json()
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| e["Message"].as_str().expect("Message").to_string())
+        .collect()
+}

@@ -135,16 +135,9 @@ fn a_recreated_app_never_reads_its_predecessors_entries() {
     assert_eq!(app.delete("/apps/web").bearer(&alice).send().status, 200);
     // Re-created at once, within the same second as the old entries.
     create_app(&app, &alice, "web");
-    let log = app
-        .get("/apps/web/log?lines=0")
-        .bearer(&alice)
-        .send()
-        .json();
-    let messages: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Message"].as_str().unwrap())
-        .collect();
-    assert!(!messages.contains(&"old tenant secret"), "{messages:?}");
+    let messages = e2e::apps::log_messages(&app, &alice, "web", "?lines=0");
+    assert!(
+        !messages.iter().any(|m| m == "old tenant secret"),
+        "{messages:?}"
+    );
 }

@@ -580,17 +580,7 @@ fn restart() {
         404,
         "App nope not found.\n",
     );
-    let log = app
-        .get("/apps/web/log?lines=0&source=tsuru")
-        .bearer(&alice)
-        .send()
-        .json();
-    let messages: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Message"].as_str().unwrap())
-        .collect();
+    let messages = e2e::apps::log_messages(&app, &alice, "web", "?lines=0&source=tsuru");
     assert_eq!(
         messages,
         [
@@ -709,17 +699,7 @@ fn environment_variables() {
         ]
     );
 
-    let log = app
-        .get("/apps/web/log?lines=0&source=tsuru")
-        .bearer(&alice)
-        .send()
-        .json();
-    let messages: Vec<&str> = log
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Message"].as_str().unwrap())
-        .collect();
+    let messages = e2e::apps::log_messages(&app, &alice, "web", "?lines=0&source=tsuru");
     assert_eq!(
         messages,
         [
