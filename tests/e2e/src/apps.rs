@@ -49,3 +49,13 @@ pub fn log_messages(app: &App, token: &str, name: &str, query: &str) -> Vec<Stri
         .map(|e| e["Message"].as_str().expect("Message").to_string())
         .collect()
 }
+
+/// The setup most app tests share: the admin, then alice in team `backend` owning the app
+/// `web`. Returns the admin's token and alice's.
+pub fn alice_with_web(app: &App) -> (String, String) {
+    let admin = crate::accounts::admin(app);
+    let alice = crate::accounts::user(app, "alice@example.com");
+    crate::accounts::team(app, &alice, "backend");
+    create_app(app, &alice, "web");
+    (admin, alice)
+}

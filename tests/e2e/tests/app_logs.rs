@@ -2,7 +2,6 @@
 //! the first line, then each later entry as a one-element array on its own line,
 //! streamed while the client reads) and the isolation of a re-created app (API.md 7.6).
 
-use e2e::accounts::{admin, team, user};
 use e2e::app;
 use e2e::apps::create_app;
 use serde_json::{json, Value};
@@ -39,10 +38,7 @@ fn read_lines(reader: &mut impl BufRead, pending: &mut Vec<u8>, n: usize) -> Vec
 #[test]
 fn following_a_log_streams_new_entries_until_the_client_leaves() {
     let app = app().start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (_, alice) = e2e::apps::alice_with_web(&app);
     let append = |body: Value| {
         let resp = app
             .post("/apps/web/log?source=web")
@@ -122,10 +118,7 @@ fn following_a_log_streams_new_entries_until_the_client_leaves() {
 #[test]
 fn a_recreated_app_never_reads_its_predecessors_entries() {
     let app = app().start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (_, alice) = e2e::apps::alice_with_web(&app);
     let post = app
         .post("/apps/web/log")
         .bearer(&alice)

@@ -594,10 +594,7 @@ fn restart() {
 #[test]
 fn environment_variables() {
     let app = app().start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (_, alice) = e2e::apps::alice_with_web(&app);
     let get = |target: &str, body: &str| app.get(target).bearer(&alice).body(body).send();
     let set = |body: &str| app.post("/apps/web/env").bearer(&alice).body(body).send();
     let unset = |target: &str, body: &str| app.delete(target).bearer(&alice).body(body).send();
@@ -951,10 +948,7 @@ fn adding_and_removing_units() {
 fn granting_and_revoking_teams() {
     let gandalf = FakeServer::start();
     let app = app().var("gandalf_url", &gandalf.url()).start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (_, alice) = e2e::apps::alice_with_web(&app);
     // Teams made after the app are not on it.
     team(&app, &alice, "solo");
     let bob = user(&app, "bob@example.com");
@@ -1041,10 +1035,7 @@ fn granting_and_revoking_teams() {
 #[test]
 fn cnames() {
     let app = app().start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (_, alice) = e2e::apps::alice_with_web(&app);
     create_app(&app, &alice, "api");
     let set = |name: &str, body: &str| {
         app.post(&format!("/apps/{name}/cname"))
@@ -1103,10 +1094,7 @@ fn cnames() {
 #[test]
 fn logs() {
     let app = app().start();
-    let admin = admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (admin, alice) = e2e::apps::alice_with_web(&app);
     let token = app_token(&app, &admin, "web");
     let read = |query: &str| {
         app.get(&format!("/apps/web/log{query}"))

@@ -63,10 +63,7 @@ fn reading_quotas() {
 #[test]
 fn setting_quotas_and_their_enforcement() {
     let app = app().start();
-    let admin = admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    create_app(&app, &alice, "web");
+    let (admin, alice) = e2e::apps::alice_with_web(&app);
     let token = app_token(&app, &admin, "web");
     let read = |owner: &str| {
         app.get(&format!("/quota/{owner}"))
