@@ -1,10 +1,40 @@
-//! Application lifecycle: apps, env, units, access, cname, logs, swap (API.md 3.1).
-//! Its routes are `tsuru_core::routes::APPS`.
+//! `apps`: apps, their env, units, team access, cname, logs, restart and swap (API.md
+//! 3.1). spin.toml routes `/apps/...` and `/swap` here.
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::apps::{cname, env, lifecycle, listing, logs, operations, team_access, units};
+use tsuru_core::identity::access::{ANY_TOKEN, USER};
+use tsuru_core::runtime::router::Route;
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::APPS, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/apps", access: USER, handler: listing::list },
+    Route { method: "POST", path: "/apps", access: USER, handler: lifecycle::create },
+    Route { method: "GET", path: "/apps/:app", access: USER, handler: listing::info },
+    Route { method: "DELETE", path: "/apps/:app", access: USER, handler: lifecycle::remove },
+    Route { method: "GET", path: "/apps/:app/restart", access: USER, handler: operations::restart },
+    Route { method: "POST", path: "/apps/:app/restart", access: USER, handler: operations::restart },
+    Route { method: "GET", path: "/apps/:app/env", access: USER, handler: env::get },
+    Route { method: "POST", path: "/apps/:app/env", access: USER, handler: env::set },
+    Route { method: "DELETE", path: "/apps/:app/env", access: USER, handler: env::unset },
+    Route { method: "PUT", path: "/apps/:app/units", access: USER, handler: units::add },
+    Route { method: "DELETE", path: "/apps/:app/units", access: USER, handler: units::remove },
+    Route { method: "PUT", path: "/apps/:app/:team", access: USER, handler: team_access::grant },
+    Route { method: "DELETE", path: "/apps/:app/:team", access: USER, handler: team_access::revoke },
+    Route { method: "POST", path: "/apps/:app/cname", access: USER, handler: cname::set_cname },
+    Route { method: "DELETE", path: "/apps/:app/cname", access: USER, handler: cname::unset_cname },
+    Route { method: "GET", path: "/apps/:app/log", access: USER, handler: logs::read_log },
+    Route { method: "POST", path: "/apps/:app/log", access: ANY_TOKEN, handler: logs::append_log },
+    Route { method: "GET", path: "/apps/:app/available", access: ANY_TOKEN, handler: units::available },
+    Route { method: "PUT", path: "/swap", access: USER, handler: operations::swap },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

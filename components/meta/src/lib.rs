@@ -1,11 +1,25 @@
-//! `GET /healthcheck`, `GET /openapi.json`, and the fallback that answers 404 for every
-//! path no other component owns (API.md 3.10).
-//! Its routes are `tsuru_core::routes::META`.
+//! `meta`: the health check, the OpenAPI document, and the fallback that answers 404
+//! for every path no other component owns (API.md 3.10). spin.toml routes `/healthcheck/...`,
+//! `/openapi.json` and `/...` here.
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::identity::access::NONE;
+use tsuru_core::meta;
+use tsuru_core::runtime::router::Route;
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::META, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/healthcheck", access: NONE, handler: meta::healthcheck },
+    Route { method: "GET", path: "/healthcheck/", access: NONE, handler: meta::healthcheck },
+    Route { method: "GET", path: "/openapi.json", access: NONE, handler: meta::openapi },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

@@ -1,10 +1,28 @@
-//! Service instances, bind and unbind (API.md 3.3).
-//! Its routes are `tsuru_core::routes::SERVICE_INSTANCES`.
+//! `service-instances`: service instances, and binding apps to them (API.md 3.3).
+//! spin.toml routes `/services/instances/...` here.
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::identity::access::USER;
+use tsuru_core::runtime::router::Route;
+use tsuru_core::services::{bindings, instances};
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::SERVICE_INSTANCES, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/services/instances", access: USER, handler: instances::list },
+    Route { method: "POST", path: "/services/instances", access: USER, handler: instances::create },
+    Route { method: "GET", path: "/services/instances/:instance", access: USER, handler: instances::info },
+    Route { method: "DELETE", path: "/services/instances/:instance", access: USER, handler: instances::remove },
+    Route { method: "GET", path: "/services/instances/:instance/status", access: USER, handler: instances::status },
+    Route { method: "PUT", path: "/services/instances/:instance/:app", access: USER, handler: bindings::bind },
+    Route { method: "DELETE", path: "/services/instances/:instance/:app", access: USER, handler: bindings::unbind },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

@@ -1,10 +1,30 @@
-//! Services and their manifests (API.md 3.2).
-//! Its routes are `tsuru_core::routes::SERVICES`.
+//! `services`: services, their manifests, documentation and team grants (API.md 3.2).
+//! spin.toml routes `/services/...` here (except `/services/instances/...`).
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::identity::access::USER;
+use tsuru_core::runtime::router::Route;
+use tsuru_core::services::catalog;
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::SERVICES, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/services", access: USER, handler: catalog::list },
+    Route { method: "POST", path: "/services", access: USER, handler: catalog::create },
+    Route { method: "PUT", path: "/services", access: USER, handler: catalog::update },
+    Route { method: "GET", path: "/services/:service", access: USER, handler: catalog::info },
+    Route { method: "DELETE", path: "/services/:service", access: USER, handler: catalog::remove },
+    Route { method: "GET", path: "/services/:service/doc", access: USER, handler: catalog::doc },
+    Route { method: "PUT", path: "/services/:service/doc", access: USER, handler: catalog::set_doc },
+    Route { method: "PUT", path: "/services/:service/:team", access: USER, handler: catalog::grant },
+    Route { method: "DELETE", path: "/services/:service/:team", access: USER, handler: catalog::revoke },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

@@ -1,10 +1,26 @@
-//! Teams and their members (API.md 3.8).
-//! Its routes are `tsuru_core::routes::TEAMS`.
+//! `teams`: teams and their members (API.md 3.8). spin.toml routes `/teams/...` here.
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::identity::access::USER;
+use tsuru_core::identity::teams;
+use tsuru_core::runtime::router::Route;
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::TEAMS, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/teams", access: USER, handler: teams::list },
+    Route { method: "POST", path: "/teams", access: USER, handler: teams::create },
+    Route { method: "GET", path: "/teams/:team", access: USER, handler: teams::info },
+    Route { method: "DELETE", path: "/teams/:team", access: USER, handler: teams::remove },
+    Route { method: "PUT", path: "/teams/:team/:user", access: USER, handler: teams::add_member },
+    Route { method: "DELETE", path: "/teams/:team/:user", access: USER, handler: teams::remove_member },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

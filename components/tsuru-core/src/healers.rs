@@ -1,10 +1,10 @@
 //! Healers (API.md 3.5, 5.4): named URLs from the `healers` variable that any caller may
 //! trigger with a GET.
 
-use crate::context::Ctx;
-use crate::error::{ApiError, ApiResult};
-use crate::http::Response;
-use crate::outbound::OutboundRequest;
+use crate::runtime::context::Ctx;
+use crate::runtime::error::{ApiError, ApiResult};
+use crate::runtime::response::Response;
+use crate::upstream::healer;
 use serde_json::{Map, Value};
 
 /// GET /healers: `[{"<name>":"<url>"}]` in variable order.
@@ -26,15 +26,8 @@ pub fn execute(ctx: &mut Ctx) -> ApiResult<Response> {
         .iter()
         .find(|(healer, _)| healer == name)
         .ok_or_else(|| ApiError::not_found("Healer not found"))?;
-    let reason = match ctx
-        .outbound()
-        .send(&OutboundRequest::new("GET", url.as_str()))
-    {
-        Ok(response) if response.is_success() => return Ok(Response::empty()),
-        Ok(response) => response.reason(),
-        Err(transport) => transport,
-    };
-    Err(ApiError::bad_gateway(format!(
-        "Failed to execute healer {name}: {reason}"
-    )))
+    healer::execute(ctx, url).map_err(|reason| {
+        ApiError::bad_gateway(format!("Failed to execute healer {name}: {reason}"))
+    })?;
+    Ok(Response::empty())
 }

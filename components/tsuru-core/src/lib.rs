@@ -1,42 +1,33 @@
-//! The shared library of the tsuru API components: everything a rule needs lives here
-//! once, and each component is a route table that calls into it.
+//! The shared library of the tsuru API components: every rule lives here once, and each
+//! component (`components/<name>`) is a route table that calls into it.
+//!
+//! Its folders are layers; a module imports only from its own layer or the ones above
+//! it in this list, never from a later one (a unit test checks it):
+//!
+//! 1. `runtime`: the request pipeline and the stores (routing, context, errors, config,
+//!    SQLite and its schema, key-value, outbound HTTP, audit, the Spin platform);
+//! 2. `upstream`: clients of the outside systems (Gandalf, provisioner, service APIs,
+//!    mailer, healers), one module per system;
+//! 3. `identity`: users, teams, tokens and the access checks routes declare;
+//! 4. `apps`: apps and everything that hangs off them (env, units, logs, team access,
+//!    cname, quotas' ledger, calls to the services bound to an app);
+//! 5. `services`: services, their instances and bindings to apps;
+//! 6. `quotas`, `platforms`, `healers`, `meta`: the remaining resource groups.
 
-pub mod app_env;
-pub mod app_logs;
+pub mod runtime;
+
+pub mod upstream;
+
+pub mod identity;
+
 pub mod apps;
-pub mod audit;
-pub mod auth;
-pub mod config;
-pub mod context;
-pub mod db;
-pub mod error;
-pub mod gandalf;
-pub mod healers;
-pub mod http;
-pub mod instances;
-pub mod kv;
-pub mod mailer;
-pub mod meta;
-pub mod outbound;
-pub mod password;
-pub mod platforms;
-pub mod provisioner;
-pub mod quotas;
-pub mod router;
-pub mod routes;
-pub mod schema;
-pub mod service_api;
-pub mod services;
-pub mod spin;
-pub mod teams;
-pub mod tokens;
-pub mod units;
-pub mod users;
-pub mod util;
-pub mod validate;
 
-pub use auth::{Access, Caller, User};
-pub use context::Ctx;
-pub use error::{ApiError, ApiResult};
-pub use http::Response;
-pub use router::Route;
+pub mod services;
+
+pub mod healers;
+pub mod meta;
+pub mod platforms;
+pub mod quotas;
+
+#[cfg(test)]
+mod layering;

@@ -1,10 +1,10 @@
 //! Platforms (API.md 3.6): the names apps may be created with.
 
-use crate::audit;
-use crate::context::Ctx;
-use crate::error::{ApiError, ApiResult};
-use crate::http::Response;
 use crate::params;
+use crate::runtime::audit;
+use crate::runtime::context::Ctx;
+use crate::runtime::error::{ApiError, ApiResult};
+use crate::runtime::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 

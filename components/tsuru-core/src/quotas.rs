@@ -1,67 +1,17 @@
-//! Quotas (API.md 3.4): a limit and the items counted against it. Owners are user emails
-//! (items are app names) or app names (items are `<app>-<n>` unit ids). No quota row
-//! means unlimited. Reservations happen inside the caller's transaction, so concurrent
-//! requests never overbook.
+//! The quota routes (API.md 3.4): reading a user's or an app's quota, and setting its
+//! limit. The ledger the other routes reserve against is `apps::quota`.
 
-use crate::apps;
-use crate::audit;
-use crate::auth::Caller;
-use crate::context::Ctx;
-use crate::db::{Db, DbResult};
-use crate::error::{ApiError, ApiResult};
-use crate::http::{parse_form, Response};
+use crate::apps::quota::{create, unit_item};
+use crate::apps::records as apps;
 use crate::params;
+use crate::runtime::audit;
+use crate::runtime::caller::Caller;
+use crate::runtime::context::Ctx;
+use crate::runtime::db::{Db, DbResult};
+use crate::runtime::error::{ApiError, ApiResult};
+use crate::runtime::request::parse_form;
+use crate::runtime::response::Response;
 use serde_json::json;
-
-/// Room left in `owner`'s quota; `None` when the owner has no quota (unlimited).
-pub fn available(db: &Db, owner: &str) -> DbResult<Option<i64>> {
-    let row = db.query_opt(
-        "SELECT q.\"limit\", (SELECT COUNT(*) FROM quota_items i WHERE i.owner = q.owner) \
-         FROM quotas q WHERE q.owner = ?",
-        params![owner],
-    )?;
-    Ok(row.map(|r| (r.int(0) - r.int(1)).max(0)))
-}
-
-pub fn add_items(db: &Db, owner: &str, items: &[String]) -> DbResult<()> {
-    for item in items {
-        db.execute(
-            "INSERT OR IGNORE INTO quota_items (owner, item) VALUES (?, ?)",
-            params![owner, item.as_str()],
-        )?;
-    }
-    Ok(())
-}
-
-pub fn release(db: &Db, owner: &str, items: &[String]) -> DbResult<()> {
-    for item in items {
-        db.execute(
-            "DELETE FROM quota_items WHERE owner = ? AND item = ?",
-            params![owner, item.as_str()],
-        )?;
-    }
-    Ok(())
-}
-
-/// Creates `owner`'s quota with `items` already counted.
-pub fn create(db: &Db, owner: &str, limit: i64, items: &[String]) -> DbResult<()> {
-    db.execute(
-        "INSERT INTO quotas (owner, \"limit\") VALUES (?, ?)",
-        params![owner, limit],
-    )?;
-    add_items(db, owner, items)
-}
-
-/// Deletes `owner`'s quota and its items.
-pub fn delete(db: &Db, owner: &str) -> DbResult<()> {
-    db.execute("DELETE FROM quota_items WHERE owner = ?", params![owner])?;
-    db.execute("DELETE FROM quotas WHERE owner = ?", params![owner])
-}
-
-/// The quota item of unit `number` of `app`.
-pub fn unit_item(app: &str, number: i64) -> String {
-    format!("{app}-{number}")
-}
 
 enum Owner {
     User,
@@ -195,26 +145,4 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     })?;
     audit::record(ctx, "set-quota", &owner, json!({"limit": limit}));
     Ok(Response::text("Quota changed sucessfully."))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::db::native::NativeDb;
-    use crate::schema;
-
-    #[test]
-    fn available_counts_items_and_never_goes_negative() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &[], "now").unwrap();
-        assert_eq!(available(&db, "a@b.com").unwrap(), None);
-        create(&db, "a@b.com", 2, &["x".to_string()]).unwrap();
-        assert_eq!(available(&db, "a@b.com").unwrap(), Some(1));
-        add_items(&db, "a@b.com", &["y".to_string(), "z".to_string()]).unwrap();
-        assert_eq!(available(&db, "a@b.com").unwrap(), Some(0));
-        release(&db, "a@b.com", &["x".to_string(), "y".to_string()]).unwrap();
-        assert_eq!(available(&db, "a@b.com").unwrap(), Some(1));
-        delete(&db, "a@b.com").unwrap();
-        assert_eq!(available(&db, "a@b.com").unwrap(), None);
-    }
 }

@@ -1,10 +1,31 @@
-//! User accounts, login, password reset, SSH keys (API.md 3.7).
-//! Its routes are `tsuru_core::routes::USERS`.
+//! `users`: accounts, login, password change and reset, SSH keys (API.md 3.7).
+//! spin.toml routes `/users/...` here.
+//!
+//! The route table below is this component's whole API: method, path, who may call it,
+//! and the handler in `tsuru_core` that holds the route's rules.
 
-use spin_sdk::http::{IncomingRequest, ResponseOutparam};
-use spin_sdk::http_component;
+use tsuru_core::identity::access::{ANY_TOKEN, NONE, USER};
+use tsuru_core::identity::keys;
+use tsuru_core::identity::users::{self, REGISTRATION};
+use tsuru_core::runtime::router::Route;
 
-#[http_component]
-fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    tsuru_core::spin::serve(tsuru_core::routes::USERS, req, out)
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    Route { method: "POST", path: "/users", access: REGISTRATION, handler: users::register },
+    Route { method: "POST", path: "/users/:email/password", access: NONE, handler: users::reset_password },
+    Route { method: "POST", path: "/users/:email/tokens", access: NONE, handler: users::login },
+    Route { method: "DELETE", path: "/users/tokens", access: ANY_TOKEN, handler: users::logout },
+    Route { method: "PUT", path: "/users/password", access: USER, handler: users::change_password },
+    Route { method: "DELETE", path: "/users", access: USER, handler: users::remove },
+    Route { method: "POST", path: "/users/keys", access: USER, handler: keys::add_key },
+    Route { method: "DELETE", path: "/users/keys", access: USER, handler: keys::remove_key },
+    Route { method: "GET", path: "/users/:email/keys", access: USER, handler: keys::list_keys },
+];
+
+// The export exists only in the wasm build, so that native test builds can link every
+// component's route table into one binary.
+#[cfg(target_arch = "wasm32")]
+#[spin_sdk::http_component]
+fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+    tsuru_core::runtime::spin::serve(ROUTES, req, out)
 }

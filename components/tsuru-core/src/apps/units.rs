@@ -1,0 +1,230 @@
+//! Adding and removing an app's units (API.md 3.1 units routes). Unit numbers come from
+//! the app's counter and are never reused; each unit may hold an item of the app's quota.
+
+use crate::apps::records::{load_for_caller, load_for_user, not_found};
+use crate::apps::{bound_services, env, quota};
+use crate::params;
+use crate::runtime::audit;
+use crate::runtime::context::Ctx;
+use crate::runtime::db::{Db, DbError};
+use crate::runtime::error::{ApiError, ApiResult};
+use crate::runtime::response::Response;
+use crate::upstream::provisioner;
+use serde_json::json;
+
+/// Most units one request may add (API.md 7.16).
+const MAX_ADDED: u32 = 100;
+
+/// The plain-text body: a decimal integer in 1..=u32::MAX, whitespace around it ignored.
+fn requested_count(ctx: &Ctx) -> ApiResult<u32> {
+    let text = String::from_utf8_lossy(&ctx.req.body);
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(
+            "You must provide the number of units.",
+        ));
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "Invalid number of units: the number must be an integer greater than 0.",
+        )),
+    }
+}
+
+/// `PUT /apps/:app/units`
+pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
+    let count = requested_count(ctx)?;
+    if count > MAX_ADDED {
+        return Err(ApiError::bad_request(
+            "Invalid number of units: at most 100 units can be added at once.",
+        ));
+    }
+    let app = load_for_user(ctx, ctx.param("app"))?;
+    let db = ctx.db()?;
+    let count = i64::from(count);
+    // (1) Allocate the unit numbers and reserve their quota items.
+    let (first, reserved) = db.transaction(|db| -> ApiResult<(i64, Vec<String>)> {
+        let first = db
+            .query_opt(
+                "SELECT next_unit FROM apps WHERE name = ?",
+                params![app.name.as_str()],
+            )?
+            .ok_or_else(|| not_found(&app.name))?
+            .int(0);
+        let items: Vec<String> = (first..first + count)
+            .map(|k| quota::unit_item(&app.name, k))
+            .collect();
+        let reserved = match quota::available(db, &app.name)? {
+            Some(room) if room < count => {
+                return Err(ApiError::forbidden(format!(
+                    "Quota exceeded. Available: {room}. Requested: {count}."
+                )))
+            }
+            Some(_) => {
+                quota::add_items(db, &app.name, &items)?;
+                items
+            }
+            None => Vec::new(),
+        };
+        db.execute(
+            "UPDATE apps SET next_unit = ? WHERE name = ?",
+            params![first + count, app.name.as_str()],
+        )?;
+        Ok((first, reserved))
+    })?;
+    // (2) Provision them, (3) record them; a failure releases the reserved items.
+    let numbers: Vec<i64> = (first..first + count).collect();
+    let names: Vec<String> = numbers
+        .iter()
+        .map(|k| format!("{}/{k}", app.name))
+        .collect();
+    let added = env::values(db, &app.name)
+        .map_err(ApiError::from)
+        .and_then(|env| {
+            provisioner::add_units(ctx, &app.name, &names, &env).map_err(|reason| {
+                ApiError::bad_gateway(format!(
+                    "Failed to add units to the app \"{}\": {reason}",
+                    app.name
+                ))
+            })
+        })
+        .and_then(|units| {
+            db.transaction(|db| -> ApiResult<()> {
+                for (number, unit) in numbers.iter().zip(&units) {
+                    let item = (!reserved.is_empty()).then(|| quota::unit_item(&app.name, *number));
+                    insert_unit(db, &app.name, *number, unit, item.as_deref())?;
+                }
+                Ok(())
+            })
+        });
+    if let Err(e) = added {
+        if let Err(release) = db.transaction(|db| quota::release(db, &app.name, &reserved)) {
+            eprintln!("releasing quota items of app {}: {release}", app.name);
+        }
+        return Err(e);
+    }
+    // (4) Bind the new units to the app's service instances.
+    bound_services::bind_new_units(ctx, &app.name, &numbers);
+    audit::record(ctx, "add-units", &app.name, json!({"units": names}));
+    Ok(Response::empty())
+}
+
+/// Removal order: `down` and unknown states first, then `building`, `unreachable`, `started`.
+fn state_weight(state: &str) -> u8 {
+    match state {
+        "building" => 1,
+        "unreachable" => 2,
+        "started" => 3,
+        _ => 0,
+    }
+}
+
+/// Sorts `(number, name, state)` units into removal order: lowest weight first and,
+/// among equals, the newest unit first.
+fn sort_victims(units: &mut [(i64, String, String)]) {
+    units.sort_by_key(|(number, _, state)| (state_weight(state), std::cmp::Reverse(*number)));
+}
+
+/// `DELETE /apps/:app/units`
+pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
+    let count = requested_count(ctx)? as usize;
+    let app = load_for_user(ctx, ctx.param("app"))?;
+    let db = ctx.db()?;
+    let mut units: Vec<(i64, String, String)> = db
+        .query(
+            "SELECT number, name, state FROM units WHERE app = ?",
+            params![app.name.as_str()],
+        )?
+        .iter()
+        .map(|r| (r.int(0), r.text(1), r.text(2)))
+        .collect();
+    if count == units.len() {
+        return Err(ApiError::bad_request(
+            "Cannot remove all units from an app.",
+        ));
+    }
+    if count > units.len() {
+        return Err(ApiError::bad_request(format!(
+            "Cannot remove {count} units from this app, it has only {} units.",
+            units.len()
+        )));
+    }
+    sort_victims(&mut units);
+    let mut removed = Vec::new();
+    for (number, name, _) in units.into_iter().take(count) {
+        provisioner::remove_unit(ctx, &app.name, number).map_err(|reason| {
+            ApiError::bad_gateway(format!("Failed to remove the unit {name}: {reason}"))
+        })?;
+        bound_services::unbind_unit(ctx, &app.name, number);
+        db.transaction(|db| -> ApiResult<()> {
+            db.execute(
+                "DELETE FROM units WHERE app = ? AND number = ?",
+                params![app.name.as_str(), number],
+            )?;
+            quota::release(db, &app.name, &[quota::unit_item(&app.name, number)])?;
+            Ok(())
+        })?;
+        removed.push(name);
+    }
+    audit::record(ctx, "remove-units", &app.name, json!({"units": removed}));
+    Ok(Response::empty())
+}
+
+pub(crate) fn insert_unit(
+    db: &Db,
+    app: &str,
+    number: i64,
+    unit: &provisioner::UnitStatus,
+    quota_item: Option<&str>,
+) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO units (app, number, name, ip, state, quota_item) VALUES (?, ?, ?, ?, ?, ?)",
+        params![
+            app,
+            number,
+            unit.name.as_str(),
+            unit.ip.as_str(),
+            unit.state.as_str(),
+            quota_item
+        ],
+    )
+}
+
+/// `GET /apps/:app/available`
+pub fn available(ctx: &mut Ctx) -> ApiResult<Response> {
+    let app = load_for_caller(ctx, ctx.param("app"))?;
+    let available = ctx.db()?.exists(
+        "SELECT 1 FROM units WHERE app = ? AND state IN ('started', 'unreachable')",
+        params![app.name.as_str()],
+    )?;
+    if !available {
+        return Err(ApiError::precondition_failed(
+            "App must be available to receive pushs.",
+        ));
+    }
+    Ok(Response::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn victims_order() {
+        let mut units: Vec<(i64, String, String)> = [
+            (0, "started"),
+            (1, "building"),
+            (2, "down"),
+            (3, "weird"),
+            (4, "unreachable"),
+            (5, "building"),
+        ]
+        .iter()
+        .map(|(n, s)| (*n, format!("a/{n}"), s.to_string()))
+        .collect();
+        sort_victims(&mut units);
+        let order: Vec<i64> = units.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(order, vec![3, 2, 5, 1, 4, 0]);
+    }
+}

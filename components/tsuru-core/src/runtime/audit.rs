@@ -1,0 +1,35 @@
+//! The append-only audit trail (API.md 4.1 `audit_events`). A failed write is reported
+//! on stderr and never fails the request. Never record a password, token or variable value.
+
+use crate::params;
+use crate::runtime::caller::Caller;
+use crate::runtime::context::Ctx;
+use crate::runtime::time::now_rfc3339;
+
+/// The actor of an event: the user's email, or `app:<name>` for an app token.
+pub fn actor(caller: Option<&Caller>) -> String {
+    match caller {
+        Some(Caller::User(u)) => u.email.clone(),
+        Some(Caller::App(a)) => format!("app:{}", a.app),
+        None => String::new(),
+    }
+}
+
+/// Records `action` on `target` by the request's caller (or `actor_override`, for routes
+/// without a token such as registration and login).
+pub fn record(ctx: &Ctx, action: &str, target: &str, extra: serde_json::Value) {
+    record_as(ctx, &actor(ctx.caller.as_ref()), action, target, extra)
+}
+
+pub fn record_as(ctx: &Ctx, actor: &str, action: &str, target: &str, extra: serde_json::Value) {
+    let result = ctx.db().and_then(|db| {
+        db.execute(
+            "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)",
+            params![now_rfc3339(), actor, action, target, extra.to_string()],
+        )
+        .map_err(Into::into)
+    });
+    if let Err(e) = result {
+        eprintln!("audit {action} {target}: {e}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Who is calling: the caller an access check resolved from the request's token and
+//! stored in the request's context (the checks themselves are `identity::access`).
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub email: String,
+    /// Teams listing the user as a member, sorted by name.
+    pub teams: Vec<String>,
+    pub is_admin: bool,
+}
+
+impl User {
+    pub fn in_team(&self, team: &str) -> bool {
+        self.teams.iter().any(|t| t == team)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCaller {
+    /// The app (or client) name the token was issued for.
+    pub app: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    User(User),
+    App(AppCaller),
+}
