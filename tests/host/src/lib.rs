@@ -28,6 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use wasmtime::component::Linker;
 
+pub use state::STREAM_EXPIRED_MESSAGE;
 pub use variables::AppVariable;
 
 use crate::manifest::Manifest;
@@ -59,6 +60,16 @@ pub struct HostConfig {
     /// Copy component stdout/stderr to this process's stderr (it is always captured,
     /// see [`RunningHost::component_output`]).
     pub echo_component_output: bool,
+    /// Simulates Spin's libSQL backend on a remote server (`sqld`, Turso), which keeps one
+    /// server stream per opened connection and expires it after this long idle (sqld: 10 s),
+    /// without Spin reconnecting: once a connection's last statement finished more than
+    /// this long ago, every later `execute` on it fails with
+    /// `sqlite::Error::Io(`[`STREAM_EXPIRED_MESSAGE`]`)`, and the connection is closed
+    /// (an open transaction rolls back, its locks are released) when the time is up. A
+    /// connection that has not run a statement yet does not expire, and a fresh `open`
+    /// works. The call log lists each refused statement (`sqlite stream expired: ...`).
+    /// `None` (the default): connections never expire, as with Spin's local SQLite.
+    pub sqlite_idle_timeout: Option<Duration>,
 }
 
 impl HostConfig {
@@ -74,6 +85,7 @@ impl HostConfig {
             use_process_env: true,
             cache_dir: None,
             echo_component_output: true,
+            sqlite_idle_timeout: None,
         }
     }
 }
@@ -307,6 +319,7 @@ fn prepare(config: &HostConfig) -> Result<Prepared> {
     let shared = Arc::new(AppShared::new(
         &config.data_dir,
         config.echo_component_output,
+        config.sqlite_idle_timeout,
     ));
     let cache_dir = config
         .cache_dir
@@ -479,7 +492,9 @@ impl RunningHost {
     }
 
     /// Stops listing and returns the calls made since [`RunningHost::start_call_log`],
-    /// in order, e.g. `key-value get token:<hash>`, `sqlite execute <statement>`.
+    /// in order, e.g. `key-value get token:<hash>`, `sqlite execute <statement>`; with
+    /// [`HostConfig::sqlite_idle_timeout`], a statement refused on an expired connection
+    /// is followed by `sqlite stream expired: ...`.
     pub fn take_call_log(&self) -> Vec<String> {
         self.shared
             .call_log

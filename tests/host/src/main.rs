@@ -2,15 +2,21 @@
 //!
 //! ```text
 //! cargo run -p spin-test-host -- --listen 127.0.0.1:3000 [--manifest spin.toml]
-//!     [--data-dir .spin] [--variable name=value]...
+//!     [--data-dir .spin] [--variable name=value]... [--sqlite-idle-timeout-ms N]
 //! ```
+//!
+//! `--sqlite-idle-timeout-ms N` behaves like Spin on a remote libSQL database (sqld expires
+//! a connection's stream after 10 s idle: `--sqlite-idle-timeout-ms 10000`): a connection
+//! idle longer than N ms since its last statement fails every later statement with
+//! `STREAM_EXPIRED` (see `HostConfig::sqlite_idle_timeout`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use spin_test_host::{HostConfig, RunningHost};
 
-const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--manifest spin.toml] [--data-dir DIR] [--variable NAME=VALUE]...";
+const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--manifest spin.toml] [--data-dir DIR] [--variable NAME=VALUE]... [--sqlite-idle-timeout-ms N]";
 
 fn main() {
     if let Err(e) = run() {
@@ -24,6 +30,7 @@ fn run() -> Result<()> {
     let mut data_dir: Option<PathBuf> = None;
     let mut listen = "127.0.0.1:3000".to_string();
     let mut variables = Vec::new();
+    let mut sqlite_idle_timeout = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -35,6 +42,13 @@ fn run() -> Result<()> {
             "--manifest" | "-f" => manifest = PathBuf::from(value("--manifest")?),
             "--data-dir" | "--state-dir" => data_dir = Some(PathBuf::from(value("--data-dir")?)),
             "--variable" => variables.push(value("--variable")?),
+            "--sqlite-idle-timeout-ms" => {
+                let ms = value("--sqlite-idle-timeout-ms")?;
+                let ms: u64 = ms.parse().with_context(|| {
+                    format!("--sqlite-idle-timeout-ms {ms:?} is not a number of milliseconds")
+                })?;
+                sqlite_idle_timeout = Some(Duration::from_millis(ms));
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -50,6 +64,7 @@ fn run() -> Result<()> {
             .unwrap_or_else(|| PathBuf::from(".spin"))
     });
     let mut config = HostConfig::new(manifest, data_dir);
+    config.sqlite_idle_timeout = sqlite_idle_timeout;
     config.listen = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:3000"))?;

@@ -4,8 +4,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wasmtime::component::{Resource, ResourceTable};
@@ -36,6 +37,11 @@ const MAX_OPEN_HANDLES: usize = 256;
 /// key-value stores and SQLite databases.
 pub const DEFAULT_LABEL: &str = "default";
 
+/// What Spin 4.0.2's libSQL backend answers (as `sqlite::Error::Io`) to every statement on a
+/// connection whose server stream sqld expired: the libsql 0.5 client's error text
+/// (`Hrana: `api error: `<body>``) around sqld's JSON error body.
+pub const STREAM_EXPIRED_MESSAGE: &str = "Hrana: `api error: `{\"message\":\"The stream has expired due to inactivity\",\"code\":\"STREAM_EXPIRED\"}``";
+
 /// State shared by every instance of every component of one running host.
 pub struct AppShared {
     kv_path: PathBuf,
@@ -47,10 +53,12 @@ pub struct AppShared {
     /// Store and variable calls of every instance, listed while a benchmark or a test
     /// asks for them (`None`: not listing).
     pub call_log: Mutex<Option<Vec<String>>>,
+    /// See [`crate::HostConfig::sqlite_idle_timeout`].
+    sqlite_idle_timeout: Option<Duration>,
 }
 
 impl AppShared {
-    pub fn new(data_dir: &Path, echo_logs: bool) -> Self {
+    pub fn new(data_dir: &Path, echo_logs: bool, sqlite_idle_timeout: Option<Duration>) -> Self {
         Self {
             kv_path: data_dir.join("sqlite_key_value.db"),
             sqlite_path: data_dir.join("sqlite_db.db"),
@@ -58,6 +66,7 @@ impl AppShared {
             logs: Arc::default(),
             echo_logs,
             call_log: Mutex::new(None),
+            sqlite_idle_timeout,
         }
     }
 
@@ -113,7 +122,78 @@ pub struct KvStore {
 /// its own rusqlite connection (with rusqlite's defaults), made on first use.
 pub struct SqliteConnection {
     path: PathBuf,
-    conn: Arc<Mutex<Option<rusqlite::Connection>>>,
+    slot: Arc<Mutex<ConnectionSlot>>,
+}
+
+/// The state behind one SQLite connection handle.
+#[derive(Default)]
+struct ConnectionSlot {
+    conn: Option<rusqlite::Connection>,
+    /// Statements run so far (whatever their outcome).
+    statements: u64,
+    /// When the last statement finished; `None` before the first one.
+    last_done: Option<Instant>,
+    /// With an idle timeout: the simulated server stream expired, for good.
+    expired: bool,
+}
+
+impl ConnectionSlot {
+    /// Whether the connection is (or has just become) unusable after `limit` idle;
+    /// expiring it closes the rusqlite connection, which rolls back an open transaction
+    /// and releases its locks, as sqld does when it drops a stream.
+    fn check_expiry(&mut self, limit: Duration) -> Option<Duration> {
+        let idle = self.last_done?.elapsed();
+        if self.expired || idle > limit {
+            self.expired = true;
+            self.conn = None;
+            Some(idle)
+        } else {
+            None
+        }
+    }
+}
+
+/// What one `execute` came to.
+enum Executed {
+    /// The statement ran (or failed in SQLite); the connection's statement count after it.
+    Ran(Result<sqlite::QueryResult, String>, u64),
+    /// The connection had been idle this long, over the limit: nothing ran.
+    Expired(Duration),
+}
+
+/// Expires an idle connection when its time is up, even if the component never uses it
+/// again: a remote server drops the stream (and any transaction it holds) on its own
+/// clock. `statements` is the count when the last statement finished; a later statement
+/// hands the watch over to its own watcher. The watch holds no strong reference, so a
+/// handle the component drops closes its connection at once, as before.
+fn watch_idle(slot: Weak<Mutex<ConnectionSlot>>, limit: Duration, statements: u64) {
+    tokio::spawn(async move {
+        let mut wait = limit;
+        loop {
+            tokio::time::sleep(wait + Duration::from_millis(1)).await;
+            let slot = slot.clone();
+            // The slot's lock can be held by a running statement (up to the busy timeout):
+            // wait for it off the async workers.
+            let again = tokio::task::spawn_blocking(move || {
+                let slot = slot.upgrade()?;
+                let mut s = lock(&slot);
+                if s.statements != statements || s.expired {
+                    return None;
+                }
+                match s.check_expiry(limit) {
+                    Some(_) => None,
+                    None => s.last_done.map(|d| limit.saturating_sub(d.elapsed())),
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            match again {
+                Some(w) => wait = w,
+                None => return,
+            }
+        }
+    });
 }
 
 /// The data of one request's store.
@@ -339,7 +419,7 @@ impl sqlite::HostConnection for HostState {
         self.app.log_call(|| format!("sqlite open {database}"));
         let handle = self.table.push(SqliteConnection {
             path: self.app.sqlite_path.clone(),
-            conn: Arc::default(),
+            slot: Arc::default(),
         })?;
         self.open_connections += 1;
         Ok(Ok(handle))
@@ -353,17 +433,46 @@ impl sqlite::HostConnection for HostState {
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
         self.app.log_call(|| format!("sqlite execute {statement}"));
         let c = self.table.get(&connection)?;
-        let (slot, path) = (c.conn.clone(), c.path.clone());
-        Ok(blocking(move || {
-            let mut guard = lock(&slot);
-            let conn = match &mut *guard {
-                Some(conn) => conn,
-                empty => empty.insert(open_database(&path)?),
+        let (slot, path) = (c.slot.clone(), c.path.clone());
+        let idle_timeout = self.app.sqlite_idle_timeout;
+        let watched = Arc::downgrade(&slot);
+        let outcome = blocking(move || {
+            let mut s = lock(&slot);
+            if let Some(idle) = idle_timeout.and_then(|limit| s.check_expiry(limit)) {
+                return Ok(Executed::Expired(idle));
+            }
+            let result = match &mut s.conn {
+                Some(conn) => run_statement(conn, &statement, parameters),
+                empty => open_database(&path)
+                    .and_then(|conn| run_statement(empty.insert(conn), &statement, parameters)),
             };
-            run_statement(conn, &statement, parameters)
+            s.statements += 1;
+            s.last_done = Some(Instant::now());
+            Ok(Executed::Ran(
+                result.map_err(|e| e.to_string()),
+                s.statements,
+            ))
         })
-        .await
-        .map_err(sqlite::Error::Io))
+        .await;
+        Ok(match outcome {
+            Ok(Executed::Ran(result, statements)) => {
+                if let Some(limit) = idle_timeout {
+                    watch_idle(watched, limit, statements);
+                }
+                result.map_err(sqlite::Error::Io)
+            }
+            Ok(Executed::Expired(idle)) => {
+                self.app.log_call(|| {
+                    format!(
+                        "sqlite stream expired: the connection was idle {} ms (limit {} ms); statement refused",
+                        idle.as_millis(),
+                        idle_timeout.unwrap_or_default().as_millis()
+                    )
+                });
+                Err(sqlite::Error::Io(STREAM_EXPIRED_MESSAGE.to_string()))
+            }
+            Err(e) => Err(sqlite::Error::Io(e)),
+        })
     }
 
     async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {

@@ -11,6 +11,7 @@
 //! | `/sql/write?key=K&value=V[&db=L]` | upsert into table `probe_kv` |
 //! | `/sql/read?key=K[&db=L]` | value of K, 404 when absent |
 //! | `/sql/hold?ms=N&key=K&value=V` | writes inside `BEGIN IMMEDIATE`, holds the lock N ms |
+//! | `/sql/twice?sleep_ms=N[&lazy=1][&reopen=1][&db=L]` | on one connection: `SELECT 1` (skipped with `lazy`), N ms pause, `SELECT 2`; with `reopen`, then `SELECT 3` on a new connection. One line per step (`first: ok`, `second: error: Io(..)`, ...); 500 if a step failed |
 //! | `/var?name=N` | component variable N |
 //! | `/env?name=N` | WASI environment variable N |
 //! | `/outbound?url=U[&connect_timeout_ms=..&first_byte_timeout_ms=..&between_bytes_timeout_ms=..]` | GET U: `status=<code>\n<body>`, or 502 `error: <ErrorCode>` |
@@ -92,6 +93,12 @@ fn handle(req: Request) -> Response {
             sql_write(&label("db"), &arg("key"), &arg("value"), Some(ms))
         }
         "/sql/read" => sql_read(&label("db"), &arg("key")),
+        "/sql/twice" => sql_twice(
+            &label("db"),
+            arg("sleep_ms").parse().unwrap_or(0),
+            arg("lazy") == "1",
+            arg("reopen") == "1",
+        ),
         "/var" => match variables::get(&arg("name")) {
             Ok(v) => text(200, v),
             Err(e @ variables::Error::Undefined(_)) => text(404, format!("error: {e:?}")),
@@ -188,6 +195,40 @@ fn sql_read(db: &str, key: &str) -> Response {
         Err(sqlite::Error::Io(m)) if m.contains("no such table") => text(404, "missing"),
         Err(e) => error(e),
     }
+}
+
+/// Two statements on one connection with a pause between them, as a request that holds
+/// its connection across a slow outbound call does; `lazy` skips the first statement (the
+/// connection is opened, then left unused during the pause); `reopen` runs a third
+/// statement on a fresh connection.
+fn sql_twice(db: &str, sleep_ms: u64, lazy: bool, reopen: bool) -> Response {
+    let conn = match sqlite::Connection::open(db) {
+        Ok(c) => c,
+        Err(e) => return error(e),
+    };
+    let select = |conn: &sqlite::Connection, n: i64| match conn
+        .execute("SELECT ?", &[sqlite::Value::Integer(n)])
+    {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("error: {e:?}"),
+    };
+    let mut lines = Vec::new();
+    if lazy {
+        lines.push("first: skipped".to_string());
+    } else {
+        lines.push(format!("first: {}", select(&conn, 1)));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(sleep_ms));
+    lines.push(format!("second: {}", select(&conn, 2)));
+    if reopen {
+        let third = match sqlite::Connection::open(db) {
+            Ok(fresh) => select(&fresh, 3),
+            Err(e) => format!("error: {e:?}"),
+        };
+        lines.push(format!("reopened: {third}"));
+    }
+    let failed = lines.iter().any(|l| l.contains(": error: "));
+    text(if failed { 500 } else { 200 }, lines.join("\n"))
 }
 
 /// GET through the raw wasi:http bindings, so the request options (timeouts) can be set.
