@@ -14,6 +14,7 @@
 
 pub mod accounts;
 pub mod apps;
+pub mod races;
 pub mod services;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use spin_test_host::{AppVariable, ExtraComponent, HostConfig, RunningHost};
+pub use spin_test_host::{
+    AppVariable, ExtraComponent, HostConfig, RunningHost, STREAM_EXPIRED_MESSAGE,
+};
 
 /// Command that builds every wasm the tests need (the host and the tests themselves are
 /// native crates, hence the exclusions).
@@ -153,6 +156,14 @@ impl AppBuilder {
     /// Consults `SPIN_VARIABLE_*` in the process environment, as `spin up` does.
     pub fn use_process_env(mut self) -> Self {
         self.config.use_process_env = true;
+        self
+    }
+
+    /// Behaves like Spin on a remote libSQL database (sqld: 10 s): a SQLite connection idle
+    /// longer than `idle` since its last statement fails every later statement with
+    /// `STREAM_EXPIRED` (see [`HostConfig::sqlite_idle_timeout`]).
+    pub fn sqlite_idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.sqlite_idle_timeout = Some(idle);
         self
     }
 
@@ -334,6 +345,59 @@ impl RequestBuilder {
         let stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         let mut conn = Conn::from_stream(stream, self.timeout)?;
         conn.exchange(self, true)
+    }
+
+    /// Sends the request and reads only the status line and headers: the body is then
+    /// read as it arrives with [`Streamed`] (deploy and run output, followed logs).
+    /// Panics on a transport failure.
+    pub fn open(self) -> Streamed {
+        let what = format!("{} {} on {}", self.method, self.target, self.addr);
+        self.try_open()
+            .unwrap_or_else(|e| panic!("{what} failed: {e}"))
+    }
+
+    pub fn try_open(self) -> std::io::Result<Streamed> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&self.encode(true))?;
+        stream.flush()?;
+        let mut reader = BufReader::new(stream);
+        let (start, headers) = read_head(&mut reader)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            )
+        })?;
+        let status: u16 = start
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad_data(format!("bad status line {start:?}")))?;
+        let no_body = self.method == "HEAD" || status == 204 || status == 304 || status < 200;
+        let framing = if no_body {
+            Framing::Done
+        } else if find(&headers, "transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        {
+            Framing::Chunked
+        } else if let Some(len) = find(&headers, "content-length") {
+            let n = len
+                .parse()
+                .map_err(|_| bad_data(format!("bad content-length {len:?}")))?;
+            Framing::Length(n)
+        } else {
+            Framing::UntilClose
+        };
+        Ok(Streamed {
+            status,
+            headers,
+            reader,
+            framing,
+            received: Vec::new(),
+            complete: no_body,
+        })
     }
 
     /// The request bytes; `close` adds `Connection: close`.
@@ -545,6 +609,134 @@ impl Resp {
     }
 }
 
+/// How the rest of a [`Streamed`] body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Chunked,
+    Length(usize),
+    UntilClose,
+    Done,
+}
+
+/// A response whose body is read piece by piece as the server sends it, from
+/// [`RequestBuilder::open`]: `let mut s = app.post("/x").open(); s.read_until("step 1")`.
+pub struct Streamed {
+    pub status: u16,
+    /// Header names lower-cased, in received order.
+    pub headers: Vec<(String, String)>,
+    reader: BufReader<TcpStream>,
+    framing: Framing,
+    /// Body bytes received so far (chunk framing removed).
+    pub received: Vec<u8>,
+    /// The body ended as its framing says (terminating chunk, full length, or EOF for a
+    /// body delimited by the end of the connection).
+    pub complete: bool,
+}
+
+impl Streamed {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find(&self.headers, name)
+    }
+
+    /// Whether the body is sent with `Transfer-Encoding: chunked`.
+    pub fn is_chunked(&self) -> bool {
+        self.framing == Framing::Chunked
+    }
+
+    /// The body received so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.received).into_owned()
+    }
+
+    /// Reads the next piece of the body (one chunk of a chunked body), appends it to
+    /// [`Streamed::received`] and returns it; `Ok(None)` once the body has ended.
+    pub fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if self.complete {
+            return Ok(None);
+        }
+        let piece = match self.framing {
+            Framing::Done => Vec::new(),
+            Framing::Chunked => {
+                let mut size = String::new();
+                if self.reader.read_line(&mut size)? == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed inside a chunked body",
+                    ));
+                }
+                let size = size.trim().split(';').next().unwrap_or("");
+                let n = usize::from_str_radix(size, 16)
+                    .map_err(|_| bad_data(format!("bad chunk size {size:?}")))?;
+                if n == 0 {
+                    loop {
+                        let mut line = String::new();
+                        if self.reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                            break;
+                        }
+                    }
+                    Vec::new()
+                } else {
+                    let mut data = vec![0; n];
+                    std::io::Read::read_exact(&mut self.reader, &mut data)?;
+                    let mut crlf = [0u8; 2];
+                    std::io::Read::read_exact(&mut self.reader, &mut crlf)?;
+                    data
+                }
+            }
+            Framing::Length(n) => {
+                let mut data = vec![0; n];
+                std::io::Read::read_exact(&mut self.reader, &mut data)?;
+                data
+            }
+            Framing::UntilClose => {
+                let data = self.reader.fill_buf()?.to_vec();
+                self.reader.consume(data.len());
+                data
+            }
+        };
+        let ended = match self.framing {
+            Framing::Chunked | Framing::UntilClose => piece.is_empty(),
+            Framing::Length(_) | Framing::Done => true,
+        };
+        self.received.extend_from_slice(&piece);
+        if ended {
+            self.complete = true;
+            if piece.is_empty() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(piece))
+    }
+
+    /// Reads until the body received so far contains `needle` (true) or the body ends
+    /// without it (false). Panics on a transport failure or a read timeout.
+    pub fn read_until(&mut self, needle: &str) -> bool {
+        loop {
+            if self.text().contains(needle) {
+                return true;
+            }
+            match self.next_chunk() {
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(e) => panic!("reading the body (so far {:?}): {e}", self.text()),
+            }
+        }
+    }
+
+    /// Reads the rest of the body; returns the whole body as text. Panics on a transport
+    /// failure (a chunked body must end with its terminating chunk).
+    pub fn finish(&mut self) -> String {
+        loop {
+            match self.next_chunk() {
+                Ok(Some(_)) => {}
+                Ok(None) => return self.text(),
+                Err(e) => panic!("reading the body (so far {:?}): {e}", self.text()),
+            }
+        }
+    }
+}
+
 /// Sends `GET url` to any http:// URL.
 pub fn get_url(url: &str) -> Resp {
     RequestBuilder::to_url("GET", url).send()
@@ -599,6 +791,14 @@ pub struct Reply {
     pub delay: Duration,
     /// Close the connection without answering (a crashed service).
     pub hang_up: bool,
+    /// Send the body as these chunks with `Transfer-Encoding: chunked` instead of `body`
+    /// (a provisioner streaming its output); see [`Reply::chunked`].
+    pub chunks: Option<Vec<Vec<u8>>>,
+    /// Pause between two chunks (not before the first: that is `delay`).
+    pub chunk_delay: Duration,
+    /// After the chunks, close the connection without the terminating zero-size chunk
+    /// (a streaming peer that fails midway); see [`Reply::cut_off`].
+    pub cut_off: bool,
 }
 
 impl Reply {
@@ -609,6 +809,9 @@ impl Reply {
             body: Vec::new(),
             delay: Duration::ZERO,
             hang_up: false,
+            chunks: None,
+            chunk_delay: Duration::ZERO,
+            cut_off: false,
         }
     }
 
@@ -648,6 +851,29 @@ impl Reply {
 
     pub fn delay(mut self, d: Duration) -> Self {
         self.delay = d;
+        self
+    }
+
+    /// A streamed `text/plain` reply: `Transfer-Encoding: chunked`, each item of `chunks`
+    /// written and flushed as one chunk (empty items are skipped: a zero-size chunk would
+    /// end the body). Add [`Reply::chunk_delay`] to space them out and [`Reply::cut_off`]
+    /// to drop the connection before the end.
+    pub fn chunked(status: u16, chunks: &[&str]) -> Self {
+        let mut reply = Self::status(status).header("Content-Type", "text/plain");
+        reply.chunks = Some(chunks.iter().map(|c| c.as_bytes().to_vec()).collect());
+        reply
+    }
+
+    /// Pause `d` between two chunks of a [`Reply::chunked`] reply.
+    pub fn chunk_delay(mut self, d: Duration) -> Self {
+        self.chunk_delay = d;
+        self
+    }
+
+    /// Sends the chunks of a [`Reply::chunked`] reply, then closes the connection
+    /// without the terminating chunk: the body never ends properly.
+    pub fn cut_off(mut self) -> Self {
+        self.cut_off = true;
         self
     }
 }
@@ -822,6 +1048,13 @@ fn serve_fake_connection(conn: TcpStream, state: Arc<(Mutex<FakeState>, Condvar)
         if reply.hang_up {
             return;
         }
+        if reply.chunks.is_some() {
+            if !write_chunked_reply(&mut writer, &reply, &method) || close || reply.cut_off {
+                let _ = writer.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            continue;
+        }
         let mut out = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
         let mut has_length = false;
         for (k, v) in &reply.headers {
@@ -843,6 +1076,53 @@ fn serve_fake_connection(conn: TcpStream, state: Arc<(Mutex<FakeState>, Condvar)
             return;
         }
     }
+}
+
+/// Writes a [`Reply::chunked`] reply, flushing each chunk; false when the peer went away.
+fn write_chunked_reply(writer: &mut TcpStream, reply: &Reply, method: &str) -> bool {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    let mut has_encoding = false;
+    for (k, v) in &reply.headers {
+        has_encoding |= k.eq_ignore_ascii_case("transfer-encoding");
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_encoding {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    head.push_str("\r\n");
+    if writer
+        .write_all(head.as_bytes())
+        .and_then(|_| writer.flush())
+        .is_err()
+    {
+        return false;
+    }
+    if method == "HEAD" {
+        return true;
+    }
+    let chunks = reply.chunks.as_deref().unwrap_or_default();
+    for (i, chunk) in chunks.iter().filter(|c| !c.is_empty()).enumerate() {
+        if i > 0 {
+            std::thread::sleep(reply.chunk_delay);
+        }
+        let mut bytes = format!("{:x}\r\n", chunk.len()).into_bytes();
+        bytes.extend_from_slice(chunk);
+        bytes.extend_from_slice(b"\r\n");
+        if writer
+            .write_all(&bytes)
+            .and_then(|_| writer.flush())
+            .is_err()
+        {
+            return false;
+        }
+    }
+    if reply.cut_off {
+        return true;
+    }
+    writer
+        .write_all(b"0\r\n\r\n")
+        .and_then(|_| writer.flush())
+        .is_ok()
 }
 
 fn reason(status: u16) -> &'static str {
