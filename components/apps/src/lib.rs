@@ -1,11 +1,14 @@
-//! `apps`: apps, their env, units, team access, cname, logs, restart and swap (API.md
-//! 3.1). spin.toml routes `/apps/...` and `/swap` here.
+//! `apps`: apps, their env, units, team access, cname, logs, restart, swap, start, run
+//! and deploys (API.md 3.1, 9). spin.toml routes `/apps/...`, `/swap`, `/deploys` and
+//! `/logs` here.
 //!
 //! The route table below is this component's whole API: method, path, who may call it,
 //! and the handler in `tsuru_core` that holds the route's rules.
 
-use tsuru_core::apps::{cname, env, lifecycle, listing, logs, operations, team_access, units};
-use tsuru_core::identity::access::{ANY_TOKEN, USER};
+use tsuru_core::apps::{
+    cname, deploys, env, lifecycle, listing, logs, operations, team_access, units,
+};
+use tsuru_core::identity::access::{ADMIN, ANY_TOKEN, USER};
 use tsuru_core::runtime::router::Route;
 
 #[rustfmt::skip]
@@ -29,6 +32,12 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/apps/:app/log", access: ANY_TOKEN, handler: logs::append_log },
     Route { method: "GET", path: "/apps/:app/available", access: ANY_TOKEN, handler: units::available },
     Route { method: "PUT", path: "/swap", access: USER, handler: operations::swap },
+    Route { method: "POST", path: "/apps/:app/repository/clone", access: ANY_TOKEN, handler: deploys::deploy },
+    Route { method: "POST", path: "/apps/:app/deploy", access: ANY_TOKEN, handler: deploys::deploy },
+    Route { method: "GET", path: "/deploys", access: ADMIN, handler: deploys::list },
+    Route { method: "GET", path: "/apps/:app/start", access: USER, handler: operations::start },
+    Route { method: "POST", path: "/apps/:app/run", access: USER, handler: operations::run },
+    Route { method: "DELETE", path: "/logs", access: ADMIN, handler: logs::remove },
 ];
 
 // The export exists only in the wasm build, so that native test builds can link every

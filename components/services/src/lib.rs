@@ -17,6 +17,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "DELETE", path: "/services/:service", access: USER, handler: catalog::remove },
     Route { method: "GET", path: "/services/:service/doc", access: USER, handler: catalog::doc },
     Route { method: "PUT", path: "/services/:service/doc", access: USER, handler: catalog::set_doc },
+    Route { method: "GET", path: "/services/:service/plans", access: USER, handler: catalog::plans },
     Route { method: "PUT", path: "/services/:service/:team", access: USER, handler: catalog::grant },
     Route { method: "DELETE", path: "/services/:service/:team", access: USER, handler: catalog::revoke },
 ];

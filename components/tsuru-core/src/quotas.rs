@@ -1,52 +1,69 @@
 //! The quota routes (API.md 3.4): reading a user's or an app's quota, and setting its
 //! limit. The ledger the other routes reserve against is `apps::quota`.
 
-use crate::apps::quota::{create, unit_item};
-use crate::apps::records as apps;
+use crate::apps::quota::{create_for_app, unit_item};
+use crate::apps::records::{load_with, Extra};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbResult};
+use crate::runtime::db::Db;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::request::parse_form;
 use crate::runtime::response::Response;
 use serde_json::json;
 
-enum Owner {
+/// A quota's owner: a user (by email) or an app (by name), with its quota if it has one.
+struct Owner {
+    kind: Kind,
+    id: i64,
+    /// The limit, when a quota row exists.
+    limit: Option<i64>,
+    /// What counts against it: a user's apps; an app's reserved unit ids (its units when
+    /// it has no quota).
+    items: Vec<String>,
+}
+
+enum Kind {
     User,
     App,
 }
 
-fn owner_kind(db: &Db, owner: &str) -> DbResult<Option<Owner>> {
-    if db.exists("SELECT 1 FROM users WHERE email = ?", params![owner])? {
-        return Ok(Some(Owner::User));
-    }
-    if db.exists("SELECT 1 FROM apps WHERE name = ?", params![owner])? {
-        return Ok(Some(Owner::App));
-    }
-    Ok(None)
-}
-
-/// What the owner currently holds: a user's apps, or an app's unit ids.
-fn current_items(db: &Db, owner: &str, kind: &Owner) -> DbResult<Vec<String>> {
-    Ok(match kind {
-        Owner::User => db
-            .query(
-                "SELECT name FROM apps WHERE owner = ? ORDER BY name",
-                params![owner],
-            )?
-            .iter()
-            .map(|r| r.text(0))
+/// Resolves `owner` in one statement; `404 Quota not found` when it is neither.
+fn owner(db: &Db, owner: &str) -> ApiResult<Owner> {
+    let row = db
+        .query_opt(
+            "SELECT 0, u.id, q.\"limit\", \
+             (SELECT json_group_array(a.name) FROM apps a WHERE a.owner_id = u.id) \
+             FROM users u LEFT JOIN quotas q ON q.user_id = u.id WHERE u.email = ?1 \
+             UNION ALL \
+             SELECT 1, a.id, q.\"limit\", CASE WHEN q.id IS NULL \
+             THEN (SELECT json_group_array(n.number) FROM units n WHERE n.app_id = a.id) \
+             ELSE (SELECT json_group_array(i.item) FROM quota_items i WHERE i.quota_id = q.id) END \
+             FROM apps a LEFT JOIN quotas q ON q.app_id = a.id WHERE a.name = ?1",
+            params![owner],
+        )?
+        .ok_or_else(not_found)?;
+    let kind = if row.int(0) == 0 {
+        Kind::User
+    } else {
+        Kind::App
+    };
+    let limit = row.opt_int(2);
+    let mut items: Vec<String> = match (&kind, limit) {
+        (Kind::App, None) => serde_json::from_str::<Vec<i64>>(&row.text(3))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|number| unit_item(owner, number))
             .collect(),
-        Owner::App => db
-            .query(
-                "SELECT number FROM units WHERE app = ? ORDER BY number",
-                params![owner],
-            )?
-            .iter()
-            .map(|r| unit_item(owner, r.int(0)))
-            .collect(),
+        _ => serde_json::from_str(&row.text(3)).unwrap_or_default(),
+    };
+    items.sort();
+    Ok(Owner {
+        kind,
+        id: row.int(1),
+        limit,
+        items,
     })
 }
 
@@ -59,48 +76,36 @@ fn may_read(ctx: &Ctx, owner: &str) -> ApiResult<bool> {
     Ok(match ctx.caller()? {
         Caller::App(app) => app.app == owner,
         Caller::User(user) if user.is_admin || user.email == owner => true,
-        Caller::User(user) => match apps::load(ctx.db()?, owner) {
-            Ok(app) => app.accessible_by(user),
-            Err(e) if e.status == 404 => false,
-            Err(e) => return Err(e),
-        },
+        Caller::User(user) => {
+            let admin_team = ctx.config.admin_team();
+            match load_with(
+                ctx.db()?,
+                owner,
+                Some(user),
+                admin_team.as_deref(),
+                Extra::default(),
+            ) {
+                Ok((app, _)) => app.accessible,
+                Err(e) if e.status == 404 => false,
+                Err(e) => return Err(e),
+            }
+        }
     })
 }
 
 /// `GET /quota/:owner`
 pub fn get(ctx: &mut Ctx) -> ApiResult<Response> {
-    let owner = ctx.param("owner").to_string();
-    if !may_read(ctx, &owner)? {
+    let name = ctx.param("owner").to_string();
+    if !may_read(ctx, &name)? {
         return Err(ApiError::forbidden("You do not have access to this quota"));
     }
-    let db = ctx.db()?;
-    let row = db.query_opt(
-        "SELECT \"limit\" FROM quotas WHERE owner = ?",
-        params![owner.as_str()],
-    )?;
-    let (items, limit) = match row {
-        Some(row) => {
-            let items: Vec<String> = db
-                .query(
-                    "SELECT item FROM quota_items WHERE owner = ? ORDER BY item",
-                    params![owner.as_str()],
-                )?
-                .iter()
-                .map(|r| r.text(0))
-                .collect();
-            (items, Some(row.int(0)))
-        }
-        None => {
-            let kind = owner_kind(db, &owner)?.ok_or_else(not_found)?;
-            (current_items(db, &owner, &kind)?, None)
-        }
-    };
-    let (available, limit) = match limit {
-        Some(limit) => ((limit - items.len() as i64).max(0), limit),
+    let owner = owner(ctx.db()?, &name)?;
+    let (available, limit) = match owner.limit {
+        Some(limit) => ((limit - owner.items.len() as i64).max(0), limit),
         None => (-1, -1),
     };
     Ok(Response::json(
-        &json!({"items": items, "available": available, "limit": limit}),
+        &json!({"items": owner.items, "available": available, "limit": limit}),
     ))
 }
 
@@ -120,29 +125,39 @@ fn requested_limit(ctx: &Ctx) -> ApiResult<i64> {
     value.parse::<u32>().map(i64::from).map_err(|_| invalid())
 }
 
-/// `PUT /quota/:owner`
+/// `PUT /quota/:owner`: sets the limit, creating the quota with the owner's current
+/// items when it has none.
 pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
-    let owner = ctx.param("owner").to_string();
+    let name = ctx.param("owner").to_string();
     let limit = requested_limit(ctx)?;
+    let email = ctx.user()?.email.clone();
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        db.execute(
-            "UPDATE quotas SET \"limit\" = ? WHERE owner = ?",
-            params![limit, owner.as_str()],
-        )?;
-        if db.changes()? > 0 {
-            return Ok(());
+        let owner = owner(db, &name)?;
+        match (owner.kind, owner.limit) {
+            (Kind::User, Some(_)) => db.execute(
+                "UPDATE quotas SET \"limit\" = ? WHERE user_id = ?",
+                params![limit, owner.id],
+            )?,
+            (Kind::App, Some(_)) => db.execute(
+                "UPDATE quotas SET \"limit\" = ? WHERE app_id = ?",
+                params![limit, owner.id],
+            )?,
+            (Kind::User, None) => db.execute(
+                "INSERT INTO quotas (user_id, \"limit\") VALUES (?, ?)",
+                params![owner.id, limit],
+            )?,
+            (Kind::App, None) => {
+                create_for_app(db, owner.id, limit, &owner.items)?;
+                // Units made while the app was unlimited now count, and release on removal.
+                db.execute(
+                    "UPDATE units SET quota_item = ? || '-' || number \
+                     WHERE app_id = ? AND quota_item IS NULL",
+                    params![name.as_str(), owner.id],
+                )?;
+            }
         }
-        let kind = owner_kind(db, &owner)?.ok_or_else(not_found)?;
-        create(db, &owner, limit, &current_items(db, &owner, &kind)?)?;
-        if let Owner::App = kind {
-            // Units made while the app was unlimited now count, and release on removal.
-            db.execute(
-                "UPDATE units SET quota_item = app || '-' || number WHERE app = ? AND quota_item IS NULL",
-                params![owner.as_str()],
-            )?;
-        }
+        audit::record_in(db, &email, "set-quota", &name, json!({"limit": limit}));
         Ok(())
     })?;
-    audit::record(ctx, "set-quota", &owner, json!({"limit": limit}));
     Ok(Response::text("Quota changed sucessfully."))
 }

@@ -7,14 +7,15 @@
 use tsuru_core::identity::access::{ANY_TOKEN, NONE, USER};
 use tsuru_core::identity::keys;
 use tsuru_core::identity::users::{self, REGISTRATION};
+use tsuru_core::identity::{resets, sessions};
 use tsuru_core::runtime::router::Route;
 
 #[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/users", access: REGISTRATION, handler: users::register },
-    Route { method: "POST", path: "/users/:email/password", access: NONE, handler: users::reset_password },
-    Route { method: "POST", path: "/users/:email/tokens", access: NONE, handler: users::login },
-    Route { method: "DELETE", path: "/users/tokens", access: ANY_TOKEN, handler: users::logout },
+    Route { method: "POST", path: "/users/:email/password", access: NONE, handler: resets::reset_password },
+    Route { method: "POST", path: "/users/:email/tokens", access: NONE, handler: sessions::login },
+    Route { method: "DELETE", path: "/users/tokens", access: ANY_TOKEN, handler: sessions::logout },
     Route { method: "PUT", path: "/users/password", access: USER, handler: users::change_password },
     Route { method: "DELETE", path: "/users", access: USER, handler: users::remove },
     Route { method: "POST", path: "/users/keys", access: USER, handler: keys::add_key },

@@ -103,7 +103,8 @@ fn creating_listing_and_reading_apps() {
         info(&app, &alice, "web"),
         json!({"Name": "web", "Framework": "go", "Platform": "go",
                "Repository": "git@git.example.com:web.git", "State": "ready", "Ip": "", "CName": "",
-               "Teams": ["backend"], "Units": [{"Name": "web/0", "Ip": "", "State": "started"}]})
+               "Teams": ["backend"], "Units": [{"Name": "web/0", "Ip": "", "State": "started"}],
+               "Ready": true, "Owner": "alice@example.com", "Deploys": 0})
     );
     expect(
         &app.get("/apps/nope").bearer(&alice).send(),

@@ -35,7 +35,7 @@ fn openapi_document_is_served() {
 fn unknown_paths_and_methods() {
     let app = app().start();
     let token = admin(&app);
-    for path in ["/", "/nothing/here", "/deploys", "/logs"] {
+    for path in ["/", "/nothing/here", "/deploy", "/schema", "/schema/nope"] {
         let r = app.get(path).send();
         assert_eq!(
             (r.status, r.text().as_str()),

@@ -35,7 +35,11 @@ fn every_documented_operation_is_routed_to_its_component_and_answered() {
     let token = admin(&app);
     let doc = app.get("/openapi.json").send().json();
     let ops = operations(&doc);
-    assert_eq!(ops.len(), 61, "API.md section 2 lists 61 operations");
+    assert_eq!(
+        ops.len(),
+        71,
+        "API.md sections 2 and 9 list 61 and 10 operations"
+    );
 
     let manifest = Manifest::load(&spin_toml()).expect("spin.toml");
     let router = Router::build(

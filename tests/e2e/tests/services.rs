@@ -533,7 +533,7 @@ fn granting_and_revoking_service_access() {
     );
 
     // Only reachable with data made outside the API: a service whose sole team is granted.
-    app.sql("DELETE FROM service_owner_teams WHERE service = 'mysql'");
+    app.sql("DELETE FROM service_owner_teams WHERE service_id = (SELECT id FROM services WHERE name = 'mysql')");
     assert_eq!(
         revoke(&c.bob, "/services/mysql/frontend"),
         error(403, "You can not revoke the access from this team, because it is the unique team with access to this service, and a service can not be orphaned")

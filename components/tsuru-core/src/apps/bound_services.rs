@@ -9,11 +9,11 @@ use crate::upstream::service_api::ServiceApi;
 
 /// The instances bound to an app, with the API of each one's service; instances whose
 /// service cannot be called are reported and skipped.
-fn bound_instance_apis(ctx: &Ctx, app: &str) -> Vec<(String, ServiceApi)> {
+fn bound_instance_apis(ctx: &Ctx, app: i64) -> Vec<(String, ServiceApi)> {
     let rows = ctx.db().and_then(|db| {
         Ok(db.query(
-            "SELECT i.name, i.service FROM instance_apps b JOIN service_instances i ON i.name = b.instance \
-             WHERE b.app = ? ORDER BY i.name",
+            "SELECT i.name, i.service_id FROM instance_apps b \
+             JOIN service_instances i ON i.id = b.instance_id WHERE b.app_id = ? ORDER BY i.name",
             params![app],
         )?)
     });
@@ -27,7 +27,7 @@ fn bound_instance_apis(ctx: &Ctx, app: &str) -> Vec<(String, ServiceApi)> {
     let mut apis = Vec::new();
     for row in rows {
         let instance = row.text(0);
-        match ctx.db().and_then(|db| ServiceApi::load(db, &row.text(1))) {
+        match ctx.db().and_then(|db| ServiceApi::load(db, row.int(1))) {
             Ok(api) => apis.push((instance, api)),
             Err(e) => eprintln!("instance {instance} bound to app {app}: {e}"),
         }
@@ -36,14 +36,14 @@ fn bound_instance_apis(ctx: &Ctx, app: &str) -> Vec<(String, ServiceApi)> {
 }
 
 /// The app's address and its units' `(number, ip)`, in unit-number order.
-fn app_addresses(db: &Db, app: &str) -> DbResult<(String, Vec<(i64, String)>)> {
+fn app_addresses(db: &Db, app: i64) -> DbResult<(String, Vec<(i64, String)>)> {
     let ip = db
-        .query_opt("SELECT ip FROM apps WHERE name = ?", params![app])?
+        .query_opt("SELECT ip FROM apps WHERE id = ?", params![app])?
         .map(|r| r.text(0))
         .unwrap_or_default();
     let units = db
         .query(
-            "SELECT number, ip FROM units WHERE app = ? ORDER BY number",
+            "SELECT number, ip FROM units WHERE app_id = ? ORDER BY number",
             params![app],
         )?
         .iter()
@@ -56,7 +56,7 @@ fn app_addresses(db: &Db, app: &str) -> DbResult<(String, Vec<(i64, String)>)> {
 /// every unit `selected` by number; for the app routes, which ignore these failures.
 fn for_bound_units(
     ctx: &Ctx,
-    app: &str,
+    app: i64,
     selected: impl Fn(i64) -> bool,
     each: impl Fn(&ServiceApi, &str, &str, &str),
 ) {
@@ -77,7 +77,7 @@ fn for_bound_units(
 /// DELETE /apps/:app step 1 (API.md 3.1): the service API unbind of every unit for
 /// every bound instance; failures are reported and ignored. The bindings themselves
 /// are deleted with the app.
-pub fn unbind_app_everywhere(ctx: &Ctx, app: &str) {
+pub fn unbind_app_everywhere(ctx: &Ctx, app: i64) {
     for_bound_units(
         ctx,
         app,
@@ -88,7 +88,7 @@ pub fn unbind_app_everywhere(ctx: &Ctx, app: &str) {
 
 /// PUT /apps/:app/units step 4 (API.md 3.1): binds the new units (by number) to every
 /// instance bound to the app; failures and returned variables are ignored.
-pub fn bind_new_units(ctx: &Ctx, app: &str, numbers: &[i64]) {
+pub fn bind_new_units(ctx: &Ctx, app: i64, numbers: &[i64]) {
     for_bound_units(
         ctx,
         app,
@@ -99,7 +99,7 @@ pub fn bind_new_units(ctx: &Ctx, app: &str, numbers: &[i64]) {
 
 /// DELETE /apps/:app/units (API.md 3.1): unbinds a unit (by number), before its removal,
 /// from every instance bound to the app; failures are ignored.
-pub fn unbind_unit(ctx: &Ctx, app: &str, number: i64) {
+pub fn unbind_unit(ctx: &Ctx, app: i64, number: i64) {
     for_bound_units(
         ctx,
         app,

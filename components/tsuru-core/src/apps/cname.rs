@@ -1,10 +1,9 @@
 //! An app's custom domain (API.md 3.1 cname routes).
 
-use crate::apps::records::load_for_user;
+use crate::apps::records::load_for;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbError};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use serde_json::json;
@@ -28,40 +27,44 @@ pub fn set_cname(ctx: &mut Ctx) -> ApiResult<Response> {
         Some(serde_json::Value::String(cname)) => cname.clone(),
         Some(_) => return Err(ApiError::invalid_json()),
     };
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    if !cname.is_empty() && !is_cname(&cname) {
-        return Err(ApiError::bad_request("Invalid cname"));
-    }
-    let in_use = || ApiError::conflict(format!("The cname \"{cname}\" is already in use."));
-    ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let taken = !cname.is_empty()
-            && db.exists(
-                "SELECT 1 FROM apps WHERE cname = ? AND name <> ?",
-                params![cname.as_str(), app.name.as_str()],
-            )?;
-        if taken {
-            return Err(in_use());
-        }
-        store_cname(db, &app.name, &cname)?;
-        Ok(())
-    })?;
-    audit::record(ctx, "set-cname", &app.name, json!({"cname": cname}));
-    Ok(Response::empty())
+    store(ctx, &cname, "set-cname")
 }
 
 /// `DELETE /apps/:app/cname`
 pub fn unset_cname(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    store_cname(ctx.db()?, &app.name, "")?;
-    audit::record(ctx, "unset-cname", &app.name, json!({}));
-    Ok(Response::empty())
+    store(ctx, "", "unset-cname")
 }
 
-fn store_cname(db: &Db, app: &str, cname: &str) -> Result<(), DbError> {
-    db.execute(
-        "UPDATE apps SET cname = ? WHERE name = ?",
-        params![cname, app],
-    )
+/// Stores the app's cname (`""` clears it), in one transaction with the app's checks.
+fn store(ctx: &Ctx, cname: &str, action: &str) -> ApiResult<Response> {
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        if !cname.is_empty() && !is_cname(cname) {
+            return Err(ApiError::bad_request("Invalid cname"));
+        }
+        let stored = db.execute(
+            "UPDATE apps SET cname = ? WHERE id = ?",
+            params![cname, app.id],
+        );
+        match stored {
+            Err(e) if e.is_unique_violation() => {
+                return Err(ApiError::conflict(format!(
+                    "The cname \"{cname}\" is already in use."
+                )))
+            }
+            other => other?,
+        }
+        let extra = if cname.is_empty() {
+            json!({})
+        } else {
+            json!({ "cname": cname })
+        };
+        audit::record_in(db, &user.email, action, &app.name, extra);
+        Ok(())
+    })?;
+    Ok(Response::empty())
 }
 
 #[cfg(test)]

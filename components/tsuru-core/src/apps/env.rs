@@ -1,12 +1,14 @@
 //! An app's environment variables (API.md 3.1 env routes, 4.1 `env_vars`): public
-//! variables set by users, private ones set by the system or by service bindings.
+//! variables set by users, private ones set by the system or by service bindings. Each
+//! write loads the app inside its transaction, so a variable never lands on an app
+//! removed meanwhile, nor on a namesake created after it (API.md 8.1).
 
 use crate::apps::logs;
-use crate::apps::records::load_for_user;
+use crate::apps::records::{load_for, load_for_with, Extra, APP_COLUMN_COUNT};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbResult};
+use crate::runtime::db::{Db, DbResult, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use serde::Serialize;
@@ -23,6 +25,9 @@ pub const RESERVED: [&str; 4] = [
 
 /// What private values read as through the API.
 pub const PRIVATE_MASK: &str = "*** (private variable)";
+
+/// Variables one statement writes (3 parameters each, well under SQLite's limit).
+const WRITE_BATCH: usize = 300;
 
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)
@@ -45,80 +50,93 @@ pub struct EnvVar {
     pub public: bool,
 }
 
-/// Every variable of the app sorted by name, private values masked.
-pub fn list_masked(db: &Db, app: &str) -> DbResult<Vec<EnvVar>> {
-    let rows = db.query(
-        "SELECT name, value, public FROM env_vars WHERE app = ? ORDER BY name",
-        params![app],
-    )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let public = r.bool(2);
-            EnvVar {
-                name: r.text(0),
-                value: if public {
-                    r.text(1)
-                } else {
-                    PRIVATE_MASK.to_string()
-                },
-                public,
-            }
-        })
-        .collect())
+/// The app's variables as a JSON object of name to value, unmasked: what the
+/// provisioner receives. A column to select with the app (`a`).
+pub const VALUES_COLUMN: &str =
+    ", (SELECT json_group_object(name, value) FROM env_vars WHERE app_id = a.id)";
+
+/// Reads [`VALUES_COLUMN`].
+pub fn values_from(row: &crate::runtime::db::Row, column: usize) -> BTreeMap<String, String> {
+    serde_json::from_str(&row.text(column)).unwrap_or_default()
 }
 
-/// The complete variable map, values unmasked: what the provisioner receives.
-pub fn values(db: &Db, app: &str) -> DbResult<BTreeMap<String, String>> {
+/// The complete variable map of app `app_id`, values unmasked.
+pub fn values(db: &Db, app_id: i64) -> DbResult<BTreeMap<String, String>> {
     let rows = db.query(
-        "SELECT name, value FROM env_vars WHERE app = ?",
-        params![app],
+        "SELECT name, value FROM env_vars WHERE app_id = ?",
+        params![app_id],
     )?;
     Ok(rows.iter().map(|r| (r.text(0), r.text(1))).collect())
 }
 
-/// Stores a private variable, replacing any variable of that name; `instance` tags
-/// variables a service binding set.
+/// Stores private variables, replacing any variable of those names; `instance` tags the
+/// variables a service binding set (they go with the binding).
 pub fn set_private(
     db: &Db,
-    app: &str,
-    name: &str,
-    value: &str,
-    instance: Option<&str>,
+    app_id: i64,
+    variables: &[(&str, &str)],
+    instance: Option<i64>,
 ) -> DbResult<()> {
-    db.execute(
-        "INSERT INTO env_vars (app, name, value, public, instance) VALUES (?, ?, ?, 0, ?) \
-         ON CONFLICT (app, name) DO UPDATE SET value = excluded.value, public = 0, instance = excluded.instance",
-        params![app, name, value, instance],
-    )
-}
-
-/// Stores a public variable unless the name is reserved or already private.
-/// Returns whether it was stored.
-pub fn set_public(db: &Db, app: &str, name: &str, value: &str) -> DbResult<bool> {
-    if is_reserved(name) {
-        return Ok(false);
+    for batch in variables.chunks(WRITE_BATCH) {
+        let rows = vec!["(?, ?, ?, 0, ?)"; batch.len()].join(", ");
+        let mut values = Vec::with_capacity(batch.len() * 4);
+        for (name, value) in batch {
+            values.extend([
+                Value::from(app_id),
+                Value::from(*name),
+                Value::from(*value),
+                Value::from(instance),
+            ]);
+        }
+        db.execute(
+            &format!(
+                "INSERT INTO env_vars (app_id, name, value, public, instance_id) VALUES {rows} \
+                 ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value, public = 0, \
+                 instance_id = excluded.instance_id"
+            ),
+            &values,
+        )?;
     }
-    db.execute(
-        "INSERT INTO env_vars (app, name, value, public, instance) VALUES (?, ?, ?, 1, NULL) \
-         ON CONFLICT (app, name) DO UPDATE SET value = excluded.value WHERE env_vars.public = 1",
-        params![app, name, value],
-    )?;
-    Ok(db.changes()? > 0)
+    Ok(())
 }
 
-/// Deletes a public variable; private or unknown names are left alone.
-pub fn unset_public(db: &Db, app: &str, name: &str) -> DbResult<()> {
-    db.execute(
-        "DELETE FROM env_vars WHERE app = ? AND name = ? AND public = 1",
-        params![app, name],
-    )
+/// Stores public variables, except reserved names and names that exist as private.
+/// Returns the names stored.
+fn set_public(db: &Db, app_id: i64, variables: &BTreeMap<String, String>) -> DbResult<Vec<String>> {
+    let wanted: Vec<(&String, &String)> = variables
+        .iter()
+        .filter(|(name, _)| !is_reserved(name))
+        .collect();
+    let mut stored = Vec::new();
+    for batch in wanted.chunks(WRITE_BATCH) {
+        let rows = vec!["(?, ?, ?, 1, NULL)"; batch.len()].join(", ");
+        let mut values = Vec::with_capacity(batch.len() * 3);
+        for (name, value) in batch {
+            values.extend([
+                Value::from(app_id),
+                Value::from(name.as_str()),
+                Value::from(value.as_str()),
+            ]);
+        }
+        let written = db.query(
+            &format!(
+                "INSERT INTO env_vars (app_id, name, value, public, instance_id) VALUES {rows} \
+                 ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value \
+                 WHERE env_vars.public = 1 RETURNING name"
+            ),
+            &values,
+        )?;
+        stored.extend(written.iter().map(|r| r.text(0)));
+    }
+    stored.sort();
+    Ok(stored)
 }
 
 const NAMES_REQUIRED: &str = "You must provide the list of environment variables, in JSON format";
 
 /// Variable names from the repeated `name` query parameter, else from a JSON array of
-/// strings in the body; empty when neither gives any.
+/// strings in the body; empty when neither gives any. An absent or empty body, or the
+/// JSON `null` the 2014 `tsuru env-get` sends, gives none (API.md 3.1).
 fn requested_names(ctx: &Ctx) -> ApiResult<Vec<String>> {
     let from_query = ctx.req.query_all("name");
     if !from_query.is_empty() {
@@ -127,47 +145,70 @@ fn requested_names(ctx: &Ctx) -> ApiResult<Vec<String>> {
     if ctx.req.body.trim_ascii().is_empty() {
         return Ok(Vec::new());
     }
-    ctx.json_body(NAMES_REQUIRED)
+    let names: Option<Vec<String>> = ctx.json_body(NAMES_REQUIRED)?;
+    Ok(names.unwrap_or_default())
 }
 
-/// `GET /apps/:app/env`
+/// `GET /apps/:app/env`: the app, the access check and the variables, private values
+/// masked, in one statement.
 pub fn get(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
+    let (app, row) = load_for_with(
+        ctx.db()?,
+        ctx.param("app"),
+        ctx.user()?,
+        ctx.config.admin_team().as_deref(),
+        Extra {
+            columns: ", (SELECT json_group_array(json_array(name, \
+                      CASE WHEN public THEN value END, public)) FROM env_vars WHERE app_id = a.id)",
+            params: Vec::new(),
+        },
+    )?;
     let names = requested_names(ctx)?;
-    let mut variables = list_masked(ctx.db()?, &app.name)?;
-    if !names.is_empty() {
-        variables.retain(|v| names.contains(&v.name));
-    }
+    let stored: Vec<(String, Option<String>, i64)> =
+        serde_json::from_str(&row.text(APP_COLUMN_COUNT)).unwrap_or_default();
+    let mut variables: Vec<EnvVar> = stored
+        .into_iter()
+        .filter(|(name, _, _)| names.is_empty() || names.contains(name))
+        .map(|(name, value, public)| EnvVar {
+            name,
+            value: value.unwrap_or_else(|| PRIVATE_MASK.to_string()),
+            public: public != 0,
+        })
+        .collect();
+    variables.sort_by(|a, b| a.name.cmp(&b.name));
     audit::record(ctx, "get-env", &app.name, json!({}));
     Ok(Response::json(&variables))
 }
 
-/// `POST /apps/:app/env`
+/// `POST /apps/:app/env`: the variables, their log entries and the audit event in one
+/// transaction (one commit: commits are what a write costs).
 pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    let variables: BTreeMap<String, String> =
-        ctx.json_body("You must provide the environment variables in a JSON object")?;
-    if let Some(bad) = variables.keys().find(|name| !is_valid_name(name)) {
-        return Err(ApiError::bad_request(format!(
-            "Invalid environment variable name: {bad}"
-        )));
-    }
-    // One commit for the variables, their log entries and the audit event: commits are
-    // what a write costs.
+    let body: ApiResult<BTreeMap<String, String>> =
+        ctx.json_body("You must provide the environment variables in a JSON object");
+    let retention = ctx.config.log_retention()?;
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let mut stored = Vec::new();
-        for (name, value) in &variables {
-            if set_public(db, &app.name, name, value)? {
-                stored.push((name, value));
-            }
+        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        let variables = body?;
+        if let Some(bad) = variables.keys().find(|name| !is_valid_name(name)) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid environment variable name: {bad}"
+            )));
         }
+        let stored = set_public(db, app.id, &variables)?;
         let messages: Vec<String> = stored
             .iter()
-            .map(|(name, value)| format!("setting env {name} with value {value}"))
+            .map(|name| format!("setting env {name} with value {}", variables[name]))
             .collect();
-        logs::record_within(db, &app.name, &messages);
-        let names: Vec<&String> = stored.iter().map(|(name, _)| *name).collect();
-        audit::record(ctx, "set-env", &app.name, json!({"names": names}));
+        logs::record(db, app.id, &messages, retention);
+        audit::record_in(
+            db,
+            &user.email,
+            "set-env",
+            &app.name,
+            json!({"names": stored}),
+        );
         Ok(())
     })?;
     Ok(Response::empty())
@@ -175,17 +216,35 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
 
 /// `DELETE /apps/:app/env`
 pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    let names = requested_names(ctx)?;
-    if names.is_empty() {
-        return Err(ApiError::bad_request(NAMES_REQUIRED));
-    }
-    ctx.db()?.transaction(|db| {
-        names
-            .iter()
-            .try_for_each(|name| unset_public(db, &app.name, name))
+    let names = requested_names(ctx);
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        let names = names?;
+        if names.is_empty() {
+            return Err(ApiError::bad_request(NAMES_REQUIRED));
+        }
+        for batch in names.chunks(WRITE_BATCH) {
+            let marks = vec!["?"; batch.len()].join(", ");
+            let mut values = vec![Value::from(app.id)];
+            values.extend(batch.iter().map(Value::from));
+            db.execute(
+                &format!(
+                    "DELETE FROM env_vars WHERE app_id = ? AND public = 1 AND name IN ({marks})"
+                ),
+                &values,
+            )?;
+        }
+        audit::record_in(
+            db,
+            &user.email,
+            "unset-env",
+            &app.name,
+            json!({"names": names}),
+        );
+        Ok(())
     })?;
-    audit::record(ctx, "unset-env", &app.name, json!({"names": names}));
     Ok(Response::empty())
 }
 
@@ -208,28 +267,34 @@ mod tests {
     #[test]
     fn public_writes_never_touch_private_or_reserved() {
         let db = NativeDb::memory();
-        schema::migrate(&db, &[], "now").unwrap();
-        set_private(&db, "a", "TSURU_APPNAME", "a", None).unwrap();
-        set_private(&db, "a", "DB", "secret", Some("mydb")).unwrap();
-        assert!(!set_public(&db, "a", "DB", "x").unwrap());
-        assert!(!set_public(&db, "a", "TSURU_HOST", "x").unwrap());
-        assert!(set_public(&db, "a", "PORT", "80").unwrap());
-        assert!(set_public(&db, "a", "PORT", "8080").unwrap());
-        unset_public(&db, "a", "DB").unwrap();
-        unset_public(&db, "a", "TSURU_APPNAME").unwrap();
-        let listed = list_masked(&db, "a").unwrap();
-        let shown: Vec<(&str, &str, bool)> = listed
-            .iter()
-            .map(|v| (v.name.as_str(), v.value.as_str(), v.public))
-            .collect();
+        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        db.execute(
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+             VALUES (1, 'a', 'python', 'o@x.com', 'ready', 'now')",
+            &[],
+        )
+        .unwrap();
+        set_private(&db, 1, &[("TSURU_APPNAME", "a"), ("DB", "secret")], None).unwrap();
+        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let stored = set_public(
+            &db,
+            1,
+            &vars(&[("DB", "x"), ("TSURU_HOST", "x"), ("PORT", "80")]),
+        )
+        .unwrap();
+        assert_eq!(stored, vec!["PORT"]);
         assert_eq!(
-            shown,
-            vec![
-                ("DB", PRIVATE_MASK, false),
-                ("PORT", "8080", true),
-                ("TSURU_APPNAME", PRIVATE_MASK, false)
-            ]
+            set_public(&db, 1, &vars(&[("PORT", "8080")])).unwrap(),
+            vec!["PORT"]
         );
-        assert_eq!(values(&db, "a").unwrap()["DB"], "secret");
+        let all = values(&db, 1).unwrap();
+        assert_eq!(all["DB"], "secret");
+        assert_eq!(all["PORT"], "8080");
+        assert!(!all.contains_key("TSURU_HOST"));
     }
 }

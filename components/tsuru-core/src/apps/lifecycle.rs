@@ -1,21 +1,27 @@
 //! Creating and removing apps (API.md 3.1 `POST /apps`, `DELETE /apps/:app`), with the
-//! rollback of a creation that fails halfway.
+//! rollback of a creation that fails halfway. The database work is done in transactions
+//! between the outbound calls, never across one (API.md 8.9), and no connection is held
+//! during a call (a remote database drops one left idle).
 
 use crate::apps::records::{load_for_user, repository_url};
-use crate::apps::units::insert_unit;
-use crate::apps::{bound_services, env, quota};
+use crate::apps::{bound_services, env, quota, units};
 use crate::identity::tokens;
 use crate::params;
 use crate::runtime::audit;
+use crate::runtime::caller::User;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbError};
+use crate::runtime::db::Db;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::secrets::new_token;
-use crate::runtime::time::now_rfc3339;
+use crate::runtime::time::{now_rfc3339, now_unix};
 use crate::upstream::{gandalf, provisioner};
 use serde::Deserialize;
 use serde_json::json;
+
+/// A creation still `pending` after this long was abandoned (its request died): a new
+/// creation of that name takes its place, so no name stays blocked forever.
+pub const PENDING_LEASE_SECONDS: i64 = 600;
 
 /// `^[a-z][a-z0-9-]{0,62}$`
 fn is_app_name(name: &str) -> bool {
@@ -35,29 +41,40 @@ struct NewApp {
 }
 
 /// What creation needs once the request is validated.
-struct Creation {
+struct Creation<'a> {
     name: String,
     platform: String,
-    owner: String,
-    teams: Vec<String>,
+    owner: &'a User,
     units_quota: Option<i64>,
     host: String,
     token: String,
 }
 
+impl Creation<'_> {
+    /// The private variables every app starts with.
+    fn variables(&self) -> [(&str, &str); 3] {
+        [
+            ("TSURU_APPNAME", self.name.as_str()),
+            ("TSURU_HOST", self.host.as_str()),
+            ("TSURU_APP_TOKEN", self.token.as_str()),
+        ]
+    }
+}
+
+fn no_team() -> ApiError {
+    ApiError::bad_request("In order to create an app, you should be member of at least one team")
+}
+
 /// `POST /apps`
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let body: NewApp = ctx.json_object("Invalid JSON in request body.")?;
-    let user = ctx.user()?.clone();
+    let user = ctx.user()?;
     if user.teams.is_empty() {
-        return Err(ApiError::bad_request(
-            "In order to create an app, you should be member of at least one team",
-        ));
+        return Err(no_team());
     }
     let platform = body.platform.or(body.framework).unwrap_or_default();
-    let db = ctx.db()?;
     if platform.is_empty()
-        || !db.exists(
+        || !ctx.db()?.exists(
             "SELECT 1 FROM platforms WHERE name = ?",
             params![platform.as_str()],
         )?
@@ -80,21 +97,14 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         token: new_token()?,
         name,
         platform,
-        owner: user.email,
-        teams: user.teams,
+        owner: user,
     };
-    let serial = db.transaction(|db| insert_app(db, &creation))?;
+    let (app_id, members) = ctx.db()?.transaction(|db| insert_app(db, &creation))?;
     let mut repository_created = false;
-    if let Err(e) = set_up(ctx, &creation, serial, &mut repository_created) {
-        undo_creation(ctx, &creation, repository_created);
+    if let Err(e) = set_up(ctx, &creation, app_id, &members, &mut repository_created) {
+        undo_creation(ctx, &creation, app_id, repository_created);
         return Err(e);
     }
-    audit::record(
-        ctx,
-        "create-app",
-        &creation.name,
-        json!({"platform": creation.platform}),
-    );
     Ok(Response::json(&json!({
         "status": "success",
         "repository_url": repository_url(&ctx.config.git_host(), &creation.name),
@@ -106,9 +116,15 @@ fn creation_failed(app: &str, why: &str) -> String {
 }
 
 /// Side effect 1 of `POST /apps`, with checks 5–7 inside the transaction so that
-/// concurrent creations see each other.
-fn insert_app(db: &Db, c: &Creation) -> ApiResult<i64> {
+/// concurrent creations see each other. Returns the app's id and the emails of its
+/// teams' members (who may push to its repository).
+fn insert_app(db: &Db, c: &Creation) -> ApiResult<(i64, Vec<String>)> {
     let name = c.name.as_str();
+    let now = now_unix();
+    db.execute(
+        "DELETE FROM apps WHERE name = ? AND state = 'pending' AND created_unix < ?",
+        params![name, now - PENDING_LEASE_SECONDS],
+    )?;
     let duplicate = || {
         ApiError::conflict(creation_failed(
             name,
@@ -118,8 +134,7 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<i64> {
     if db.exists("SELECT 1 FROM apps WHERE name = ?", params![name])? {
         return Err(duplicate());
     }
-    let user_quota = quota::available(db, &c.owner)?;
-    if user_quota == Some(0) {
+    if quota::user_room(db, c.owner.id)? == Some(0) {
         return Err(ApiError::forbidden("Quota exceeded"));
     }
     if c.units_quota == Some(0) {
@@ -128,61 +143,83 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<i64> {
             "app creation is disallowed",
         )));
     }
-    db.execute("INSERT INTO app_serials DEFAULT VALUES", &[])?;
-    let serial = db
-        .query_opt("SELECT last_insert_rowid()", &[])?
-        .map_or(0, |r| r.int(0));
-    let inserted = db.execute(
-        "INSERT INTO apps (name, serial, platform, ip, cname, owner, state, next_unit, created_at, logs_after) \
-         VALUES (?, ?, ?, '', '', ?, 'pending', 1, ?, \
-         (SELECT COALESCE(MAX(id), 0) FROM app_logs WHERE app = ?))",
-        params![name, serial, c.platform.as_str(), c.owner.as_str(), now_rfc3339(), name],
+    let inserted = db.query(
+        "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, created_unix) \
+         VALUES (?, ?, ?, ?, 'pending', 1, ?, ?) RETURNING id",
+        params![name, c.platform.as_str(), c.owner.email.as_str(), c.owner.id, now_rfc3339(), now],
     );
-    match inserted {
+    let app_id = match inserted {
         Err(e) if e.is_unique_violation() => return Err(duplicate()),
-        other => other?,
-    }
-    for team in &c.teams {
-        db.execute(
-            "INSERT INTO app_teams (app, team) VALUES (?, ?)",
-            params![name, team.as_str()],
-        )?;
-    }
-    if user_quota.is_some() {
-        quota::add_items(db, &c.owner, &[name.to_string()])?;
+        // The platform was removed meanwhile.
+        Err(e) if e.is_foreign_key_violation() => {
+            return Err(ApiError::bad_request("Invalid platform"))
+        }
+        other => other?.first().map_or(0, |r| r.int(0)),
+    };
+    // The app's teams: the owner's teams as they are now.
+    let teams = db.query(
+        "INSERT INTO app_teams (app_id, team_id) SELECT ?, team_id FROM team_members \
+         WHERE user_id = ? RETURNING team_id",
+        params![app_id, c.owner.id],
+    )?;
+    if teams.is_empty() {
+        return Err(no_team());
     }
     if let Some(limit) = c.units_quota {
-        quota::create(db, name, limit, &[quota::unit_item(name, 0)])?;
+        quota::create_for_app(db, app_id, limit, &[quota::unit_item(name, 0)])?;
     }
-    for (variable, value) in [
-        ("TSURU_APPNAME", name),
-        ("TSURU_HOST", c.host.as_str()),
-        ("TSURU_APP_TOKEN", c.token.as_str()),
-    ] {
-        env::set_private(db, name, variable, value, None)?;
-    }
-    Ok(serial)
+    env::set_private(db, app_id, &c.variables(), None)?;
+    let members = db
+        .query(
+            "SELECT DISTINCT u.email FROM app_teams x JOIN team_members m ON m.team_id = x.team_id \
+             JOIN users u ON u.id = m.user_id WHERE x.app_id = ? ORDER BY u.email",
+            params![app_id],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect();
+    Ok((app_id, members))
 }
 
-/// Side effects 2–4 of `POST /apps`: token record, repository, first unit.
-fn set_up(ctx: &Ctx, c: &Creation, serial: i64, repository_created: &mut bool) -> ApiResult<()> {
+/// Side effects 2–4 of `POST /apps`: token record, repository, first unit; then the app
+/// is ready.
+fn set_up(
+    ctx: &Ctx,
+    c: &Creation,
+    app_id: i64,
+    members: &[String],
+    repository_created: &mut bool,
+) -> ApiResult<()> {
     let failed = |reason: String| ApiError::bad_gateway(creation_failed(&c.name, &reason));
-    tokens::store_app_token(ctx.kv()?, &c.token, &c.name, Some(serial))?;
-    let db = ctx.db()?;
-    let users = repository_users(db, &c.name)?;
-    gandalf::create_repository(ctx, &c.name, &users).map_err(failed)?;
+    tokens::store_app_token(ctx.kv()?, &c.token, &c.name, Some(app_id))?;
+    gandalf::create_repository(ctx, &c.name, members).map_err(failed)?;
     *repository_created = true;
-    let env = env::values(db, &c.name)?;
+    let env = c
+        .variables()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let first_unit = format!("{}/0", c.name);
     let provisioned =
         provisioner::provision(ctx, &c.name, &c.platform, &[first_unit], &env).map_err(failed)?;
-    let stored = db.transaction(|db| -> ApiResult<()> {
-        db.execute(
-            "UPDATE apps SET ip = ?, state = 'ready' WHERE name = ?",
-            params![provisioned.ip.as_str(), c.name.as_str()],
+    let stored = ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let ready = db.query_opt(
+            "UPDATE apps SET ip = ?, state = 'ready' WHERE id = ? RETURNING id",
+            params![provisioned.ip.as_str(), app_id],
         )?;
+        if ready.is_none() {
+            // Removed while it was being created.
+            return Err(crate::apps::records::not_found(&c.name));
+        }
         let quota_item = c.units_quota.map(|_| quota::unit_item(&c.name, 0));
-        insert_unit(db, &c.name, 0, &provisioned.units[0], quota_item.as_deref())?;
+        units::insert_unit(db, app_id, 0, &provisioned.units[0], quota_item.as_deref())?;
+        audit::record_in(
+            db,
+            &c.owner.email,
+            "create-app",
+            &c.name,
+            json!({"platform": c.platform}),
+        );
         Ok(())
     });
     if stored.is_err() {
@@ -196,8 +233,9 @@ fn set_up(ctx: &Ctx, c: &Creation, serial: i64, repository_created: &mut bool) -
 }
 
 /// Undoes `POST /apps` in reverse order after a failure in side effects 2–4; each
-/// undo step that fails is reported on stderr.
-fn undo_creation(ctx: &Ctx, c: &Creation, repository_created: bool) {
+/// undo step that fails is reported on stderr. The app's row goes last, by id, taking
+/// its teams, variables and quota with it.
+fn undo_creation(ctx: &Ctx, c: &Creation, app_id: i64, repository_created: bool) {
     if repository_created {
         log_failure(
             "gandalf remove repository",
@@ -208,50 +246,24 @@ fn undo_creation(ctx: &Ctx, c: &Creation, repository_created: bool) {
     let token = ctx.kv().and_then(|kv| tokens::delete_token(kv, &c.token));
     log_failure("delete app token", &c.name, token.map_err(|e| e.message));
     let rows = ctx.db().and_then(|db| {
-        db.transaction(|db| delete_app_rows(db, &c.name, &c.owner))
+        db.execute("DELETE FROM apps WHERE id = ?", params![app_id])
             .map_err(ApiError::from)
     });
     log_failure("delete app rows", &c.name, rows.map_err(|e| e.message));
 }
 
-fn log_failure(step: &str, app: &str, result: Result<(), String>) {
+pub fn log_failure(step: &str, app: &str, result: Result<(), String>) {
     if let Err(reason) = result {
         eprintln!("{step} for app {app} failed: {reason}");
     }
 }
 
-/// Members of the app's teams: who may push to its repository.
-fn repository_users(db: &Db, app: &str) -> ApiResult<Vec<String>> {
-    Ok(db
-        .query(
-            "SELECT DISTINCT m.email FROM app_teams t JOIN team_members m ON m.team = t.team \
-             WHERE t.app = ? ORDER BY m.email",
-            params![app],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect())
-}
-
-/// Every row of an app except its log entries; its tokens die with its serial.
-fn delete_app_rows(db: &Db, app: &str, owner: &str) -> Result<(), DbError> {
-    for statement in [
-        "DELETE FROM apps WHERE name = ?",
-        "DELETE FROM units WHERE app = ?",
-        "DELETE FROM env_vars WHERE app = ?",
-        "DELETE FROM app_teams WHERE app = ?",
-        "DELETE FROM instance_apps WHERE app = ?",
-    ] {
-        db.execute(statement, params![app])?;
-    }
-    quota::release(db, owner, &[app.to_string()])?;
-    quota::delete(db, app)
-}
-
-/// `DELETE /apps/:app`
+/// `DELETE /apps/:app`: the outside systems first (their failures reported and
+/// ignored), then the app's row, by the id checked at the start: a namesake created
+/// meanwhile is never touched. Everything that belongs to the app goes with the row.
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let app = load_for_user(ctx, ctx.param("app"))?;
-    bound_services::unbind_app_everywhere(ctx, &app.name);
+    bound_services::unbind_app_everywhere(ctx, app.id);
     log_failure(
         "provisioner destroy",
         &app.name,
@@ -262,9 +274,12 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
         &app.name,
         gandalf::remove_repository(ctx, &app.name),
     );
-    ctx.db()?
-        .transaction(|db| delete_app_rows(db, &app.name, &app.owner))?;
-    audit::record(ctx, "app-delete", &app.name, json!({}));
+    let email = ctx.user()?.email.clone();
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        db.execute("DELETE FROM apps WHERE id = ?", params![app.id])?;
+        audit::record_in(db, &email, "app-delete", &app.name, json!({}));
+        Ok(())
+    })?;
     Ok(Response::text("success"))
 }
 

@@ -1,12 +1,15 @@
-//! App log entries (API.md 3.1 log routes, 4.1 `app_logs`). Entries outlive their app
-//! but are read only from the current app's creation on (API.md 7.6).
+//! App log entries (API.md 3.1 log routes, 7.6, 8.5, 8.8, 9.4). Entries belong to their
+//! app's id and go with it, so an app created later with the same name never reads them;
+//! each app numbers its own entries (`seq`), which keeps retention one index range.
 
-use crate::apps::records::{load_for_caller, load_for_user};
+use crate::apps::records::{
+    load_for_caller, load_for_with, load_with, not_found, Extra, ACCESS, APP_COLUMN_COUNT,
+};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbResult, Row};
+use crate::runtime::db::{Db, DbResult, Row, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::time::now_rfc3339;
@@ -16,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// `lines` beyond this, or `0`, mean this many (API.md 7.6).
 pub const MAX_LINES: i64 = 10_000;
+
+/// Entries one insert statement carries (5 parameters each, well under SQLite's limit).
+const INSERT_BATCH: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogEntry {
@@ -29,126 +35,78 @@ pub struct LogEntry {
     pub app: String,
 }
 
-/// Appends entries dated now, in one transaction.
-pub fn append(db: &Db, app: &str, source: &str, messages: &[String]) -> DbResult<()> {
-    db.transaction(|db| insert(db, app, source, messages))
-}
-
-/// Inserts entries dated now, inside the caller's transaction.
-fn insert(db: &Db, app: &str, source: &str, messages: &[String]) -> DbResult<()> {
-    let date = now_rfc3339();
-    for message in messages {
-        db.execute(
-            "INSERT INTO app_logs (app, date, source, message) VALUES (?, ?, ?, ?)",
-            params![app, date.as_str(), source, message.as_str()],
-        )?;
+/// Appends entries dated now to app `app_id` (inside the caller's transaction, or in its
+/// own), then drops the app's entries older than the newest `retention` (API.md 8.8).
+/// An app removed meanwhile gets nothing.
+pub fn append(
+    db: &Db,
+    app_id: i64,
+    source: &str,
+    messages: &[String],
+    retention: i64,
+) -> DbResult<()> {
+    if messages.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Like [`record`], inside the caller's transaction: a failed insert is reported and
-/// does not undo the caller's writes (SQLite rolls back only the failed statement).
-pub fn record_within(db: &Db, app: &str, messages: &[String]) {
-    if let Err(e) = insert(db, app, "tsuru", messages) {
-        eprintln!("app log {app}: {e}");
-    }
+    db.transaction(|db| {
+        let Some(last) = db.query_opt(
+            "UPDATE apps SET log_seq = log_seq + ? WHERE id = ? RETURNING log_seq",
+            params![messages.len() as i64, app_id],
+        )?
+        else {
+            return Ok(());
+        };
+        let mut seq = last.int(0) - messages.len() as i64;
+        let date = now_rfc3339();
+        for batch in messages.chunks(INSERT_BATCH) {
+            let rows = vec!["(?, ?, ?, ?, ?)"; batch.len()].join(", ");
+            let mut values = Vec::with_capacity(batch.len() * 5);
+            for message in batch {
+                seq += 1;
+                values.extend([
+                    Value::from(app_id),
+                    Value::from(seq),
+                    Value::from(date.as_str()),
+                    Value::from(source),
+                    Value::from(message.as_str()),
+                ]);
+            }
+            db.execute(
+                &format!("INSERT INTO app_logs (app_id, seq, date, source, message) VALUES {rows}"),
+                &values,
+            )?;
+        }
+        // Nothing to drop until the app has written more than `retention` entries.
+        if seq > retention {
+            db.execute(
+                "DELETE FROM app_logs WHERE app_id = ? AND seq <= ?",
+                params![app_id, seq - retention],
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// Appends entries from the API itself (source `tsuru`). A failed write is reported on
 /// stderr and never fails the request (API.md 4.1).
-pub fn record(db: &Db, app: &str, messages: &[String]) {
-    if let Err(e) = append(db, app, "tsuru", messages) {
-        eprintln!("app log {app}: {e}");
+pub fn record(db: &Db, app_id: i64, messages: &[String], retention: i64) {
+    if let Err(e) = append(db, app_id, "tsuru", messages, retention) {
+        eprintln!("app log {app_id}: {e}");
     }
 }
 
-/// Which entries of an app a reader sees: the current app's own (ids after the newest
-/// entry that existed when it was created), optionally of one source.
-pub struct LogFilter<'a> {
-    pub app: &'a str,
-    pub after: i64,
-    pub source: Option<&'a str>,
-}
-
-fn entry(filter: &LogFilter, row: &Row) -> LogEntry {
+/// One entry as the API shows it.
+fn entry(app: &str, date: String, message: String, source: String) -> LogEntry {
     LogEntry {
-        date: row.text(0),
-        message: row.text(1),
-        source: row.text(2),
-        app: filter.app.to_string(),
+        date,
+        message,
+        source,
+        app: app.to_string(),
     }
 }
 
-/// The last `lines` entries up to id `until` (inclusive), oldest first.
-pub fn read(db: &Db, filter: &LogFilter, lines: i64, until: i64) -> DbResult<Vec<LogEntry>> {
-    let limit = if lines == 0 || lines > MAX_LINES {
-        MAX_LINES
-    } else {
-        lines
-    };
-    let rows = db.query(
-        "SELECT date, message, source FROM app_logs WHERE app = ? AND id > ? \
-         AND (? IS NULL OR source = ?) AND id <= ? ORDER BY id DESC LIMIT ?",
-        params![
-            filter.app,
-            filter.after,
-            filter.source,
-            filter.source,
-            until,
-            limit
-        ],
-    )?;
-    Ok(rows.iter().rev().map(|r| entry(filter, r)).collect())
-}
-
-/// The id of the app's newest entry (0 when none): a follow sends what comes after it.
-pub fn newest_id(db: &Db, app: &str) -> DbResult<i64> {
-    Ok(db
-        .query_opt(
-            "SELECT COALESCE(MAX(id), 0) FROM app_logs WHERE app = ?",
-            params![app],
-        )?
-        .map_or(0, |r| r.int(0)))
-}
-
-/// How long a follow lasts, and how often it looks for new entries (API.md 3.1).
-pub const FOLLOW_FOR: Duration = Duration::from_secs(60);
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
-
-/// Sends each entry appended after id `after` as a one-element array on its own line,
-/// until [`FOLLOW_FOR`] has passed or the client has gone away (`write` says `false`;
-/// an empty write only asks whether the client is still there).
-pub fn follow(db: &Db, filter: &LogFilter, mut after: i64, write: &mut dyn FnMut(&[u8]) -> bool) {
-    let deadline = Instant::now() + FOLLOW_FOR;
-    after = after.max(filter.after);
-    while Instant::now() < deadline && write(&[]) {
-        std::thread::sleep(FOLLOW_EVERY);
-        let rows = match db.query(
-            "SELECT date, message, source, id FROM app_logs WHERE app = ? \
-             AND (? IS NULL OR source = ?) AND id > ? ORDER BY id",
-            params![filter.app, filter.source, filter.source, after],
-        ) {
-            Ok(rows) => rows,
-            Err(e) => {
-                eprintln!("following the log of {}: {e}", filter.app);
-                return;
-            }
-        };
-        for row in &rows {
-            after = row.int(3);
-            let mut line = serde_json::to_vec(&[entry(filter, row)]).unwrap_or_default();
-            line.push(b'\n');
-            if !write(&line) {
-                return;
-            }
-        }
-    }
-}
-
-// The routes: reading (and following) an app's log, and appending to it.
-
-/// `GET /apps/:app/log`
-pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
+/// `?lines=`: required, a decimal integer; `0`, or more than [`MAX_LINES`], means the most.
+fn requested_lines(ctx: &Ctx) -> ApiResult<i64> {
     let lines = match ctx.req.query_param("lines") {
         None => return Err(ApiError::bad_request("Parameter \"lines\" is mandatory.")),
         Some(value) if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) => {
@@ -159,43 +117,131 @@ pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
         // All digits: only an overflow fails to parse, and that many means the maximum.
         Some(value) => value.parse::<i64>().unwrap_or(MAX_LINES),
     };
+    Ok(if lines == 0 || lines > MAX_LINES {
+        MAX_LINES
+    } else {
+        lines
+    })
+}
+
+/// `GET /apps/:app/log`: the app, the access check and the last entries in one
+/// statement; with `follow=1`, a stream of the entries that come after them.
+pub fn read_log(ctx: &mut Ctx) -> ApiResult<Response> {
+    let lines = requested_lines(ctx)?;
     let source = ctx
         .req
         .query_param("source")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    let filter = LogFilter {
-        app: &app.name,
-        after: app.logs_after,
-        source: source.as_deref(),
-    };
-    let db = ctx.db()?;
-    let following = ctx.req.query_param("follow") == Some("1");
-    let newest = if following {
-        newest_id(db, &app.name)?
-    } else {
-        i64::MAX
-    };
-    let entries = read(db, &filter, lines, newest)?;
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
+    let (app, row) = load_for_with(
+        ctx.db()?,
+        ctx.param("app"),
+        user,
+        admin_team.as_deref(),
+        Extra {
+            columns:
+                ", a.log_seq, (SELECT json_group_array(json_array(seq, date, message, source)) \
+                      FROM (SELECT seq, date, message, source FROM app_logs \
+                      WHERE app_id = a.id AND (?4 IS NULL OR source = ?4) \
+                      ORDER BY seq DESC LIMIT ?5))",
+            params: vec![Value::from(source.clone()), Value::from(lines)],
+        },
+    )?;
+    let newest = row.int(APP_COLUMN_COUNT);
+    let mut found: Vec<(i64, String, String, String)> =
+        serde_json::from_str(&row.text(APP_COLUMN_COUNT + 1)).unwrap_or_default();
+    found.sort_by_key(|(seq, ..)| *seq);
+    let entries: Vec<LogEntry> = found
+        .into_iter()
+        .map(|(_, date, message, source)| entry(&app.name, date, message, source))
+        .collect();
     audit::record(ctx, "app-log", &app.name, json!({}));
-    if !following {
+    if ctx.req.query_param("follow") != Some("1") {
         return Ok(Response::json(&entries));
     }
     // The array as the first line, then every later entry on its own line (API.md 3.1).
     let mut first = Response::json(&entries);
     first.body.push(b'\n');
-    Ok(first.streaming(Box::new(move |ctx, write| {
-        let filter = LogFilter {
-            app: &app.name,
-            after: app.logs_after,
-            source: source.as_deref(),
-        };
-        match ctx.db() {
-            Ok(db) => follow(db, &filter, newest, write),
-            Err(e) => eprintln!("following the log of {}: {e}", app.name),
+    let following = Follow {
+        app_id: app.id,
+        app: app.name,
+        user_id: user.id,
+        admin_team,
+        source,
+        after: newest,
+    };
+    Ok(first.streaming(Box::new(move |ctx, write| following.run(ctx, write))))
+}
+
+/// How long a follow lasts, and how often it looks for new entries (API.md 3.1, 8.5).
+pub const FOLLOW_FOR: Duration = Duration::from_secs(60);
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// A log stream: the entries of one app (by id) after `after`, for as long as the
+/// reader keeps access to that app.
+struct Follow {
+    app_id: i64,
+    app: String,
+    user_id: i64,
+    admin_team: Option<String>,
+    source: Option<String>,
+    after: i64,
+}
+
+impl Follow {
+    /// Sends each new entry as a one-element array on its own line, until [`FOLLOW_FOR`]
+    /// has passed, the client has gone away (`write` says `false`; an empty write only
+    /// asks), or the app is gone or no longer the reader's (checked at every look, so
+    /// the stream ends within a second of either; API.md 8.5).
+    fn run(mut self, ctx: &Ctx, write: &mut dyn FnMut(&[u8]) -> bool) {
+        let deadline = Instant::now() + FOLLOW_FOR;
+        while Instant::now() < deadline && write(&[]) {
+            std::thread::sleep(FOLLOW_EVERY);
+            let rows = match self.poll(ctx) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    eprintln!("following the log of {}: {e}", self.app);
+                    return;
+                }
+            };
+            // The connection is not kept while waiting for the next look.
+            ctx.release_db();
+            if !rows.first().is_some_and(|r| r.bool(0)) {
+                return;
+            }
+            for row in rows.iter().filter(|r| r.opt_int(1).is_some()) {
+                self.after = row.int(1);
+                let line = [entry(&self.app, row.text(2), row.text(3), row.text(4))];
+                let mut line = serde_json::to_vec(&line).unwrap_or_default();
+                line.push(b'\n');
+                if !write(&line) {
+                    return;
+                }
+            }
         }
-    })))
+    }
+
+    /// Whether the reader may still read the app, with the entries after `after`.
+    fn poll(&self, ctx: &Ctx) -> ApiResult<Vec<Row>> {
+        let sql = format!(
+            "SELECT ok.v, l.seq, l.date, l.message, l.source \
+             FROM (SELECT EXISTS (SELECT 1 FROM apps a WHERE a.id = ?3 AND {ACCESS}) AS v) ok \
+             LEFT JOIN app_logs l ON ok.v AND l.app_id = ?3 AND l.seq > ?4 \
+             AND (?5 IS NULL OR l.source = ?5) ORDER BY l.seq"
+        );
+        Ok(ctx.db()?.query(
+            &sql,
+            params![
+                self.user_id,
+                self.admin_team.as_deref(),
+                self.app_id,
+                self.after,
+                self.source.as_deref()
+            ],
+        )?)
+    }
 }
 
 /// `POST /apps/:app/log`
@@ -204,22 +250,54 @@ pub fn append_log(ctx: &mut Ctx) -> ApiResult<Response> {
     if matches!(ctx.caller()?, Caller::App(token) if token.app != name) {
         return Err(ApiError::invalid_token());
     }
-    let app = load_for_caller(ctx, &name)?;
-    let messages: Vec<String> =
-        ctx.json_body("You must provide the log messages as a JSON array of strings.")?;
+    let retention = ctx.config.log_retention()?;
     let source = ctx
         .req
         .query_param("source")
         .filter(|s| !s.is_empty())
-        .unwrap_or("app");
-    let lines: Vec<String> = messages
-        .iter()
-        .flat_map(|m| m.split('\n'))
-        .filter(|line| !line.is_empty())
-        .map(str::to_string)
-        .collect();
-    append(ctx.db()?, &app.name, source, &lines)?;
+        .unwrap_or("app")
+        .to_string();
+    let body: ApiResult<Vec<String>> =
+        ctx.json_body("You must provide the log messages as a JSON array of strings.");
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let app = load_for_caller(ctx, &name)?;
+        let lines: Vec<String> = body?
+            .iter()
+            .flat_map(|m| m.split('\n'))
+            .filter(|line| !line.is_empty())
+            .map(str::to_string)
+            .collect();
+        append(db, app.id, &source, &lines, retention)?;
+        Ok(())
+    })?;
     Ok(Response::empty())
+}
+
+/// `DELETE /logs[?app=]` (API.md 9.4): every app's entries, or one app's.
+pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
+    let app = ctx.req.query_param("app").map(str::to_string);
+    let db = ctx.db()?;
+    match &app {
+        None => db.execute("DELETE FROM app_logs", &[])?,
+        Some(name) => {
+            let app = load_with(db, name, None, None, Extra::default())
+                .map_err(|e| match e.status {
+                    404 => ApiError::not_found("App not found"),
+                    _ => e,
+                })?
+                .0;
+            db.execute("DELETE FROM app_logs WHERE app_id = ?", params![app.id])?;
+        }
+    }
+    audit::record(ctx, "log-remove", app.as_deref().unwrap_or(""), json!({}));
+    Ok(Response::empty())
+}
+
+/// The app id of an app name, for routes that only need it to exist.
+pub fn app_id(db: &Db, name: &str) -> ApiResult<i64> {
+    db.query_opt("SELECT id FROM apps WHERE name = ?", params![name])?
+        .map(|r| r.int(0))
+        .ok_or_else(|| not_found(name))
 }
 
 #[cfg(test)]
@@ -228,39 +306,42 @@ mod tests {
     use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
-    #[test]
-    fn reads_the_last_lines_oldest_first() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &[], "now").unwrap();
-        db.execute(
-            "INSERT INTO app_logs (app, date, source, message) VALUES ('a', '2000-01-01T00:00:00Z', 'app', 'old')",
-            &[],
+    fn messages(db: &Db, app_id: i64) -> Vec<String> {
+        db.query(
+            "SELECT message FROM app_logs WHERE app_id = ? ORDER BY seq",
+            params![app_id],
         )
-        .unwrap();
-        let lines: Vec<String> = (1..=4).map(|i| format!("line {i}")).collect();
-        append(&db, "a", "app", &lines).unwrap();
-        record(&db, "a", &["t".to_string()]);
-        append(&db, "b", "app", &["other".to_string()]).unwrap();
-        let all = LogFilter {
-            app: "a",
-            after: 1,
-            source: None,
-        };
-        let got: Vec<String> = read(&db, &all, 2, i64::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
-        assert_eq!(got, vec!["line 4", "t"]);
-        let app_only = LogFilter {
-            source: Some("app"),
-            ..all
-        };
-        let got: Vec<String> = read(&db, &app_only, 0, i64::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
-        assert_eq!(got, vec!["line 1", "line 2", "line 3", "line 4"]);
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
+    }
+
+    #[test]
+    fn entries_are_numbered_per_app_and_the_oldest_dropped_beyond_retention() {
+        let db = NativeDb::memory();
+        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        for (id, name) in [(1, "a"), (2, "b")] {
+            db.execute(
+                "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+                 VALUES (?, ?, 'python', 'o@x.com', 'ready', 'now')",
+                params![id, name],
+            )
+            .unwrap();
+        }
+        let lines: Vec<String> = (1..=250).map(|i| format!("line {i}")).collect();
+        append(&db, 1, "app", &lines, 100).unwrap();
+        append(&db, 2, "app", &["other".to_string()], 100).unwrap();
+        record(&db, 1, &["t".to_string()], 100);
+        let kept = messages(&db, 1);
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept.first().map(String::as_str), Some("line 152"));
+        assert_eq!(kept.last().map(String::as_str), Some("t"));
+        assert_eq!(messages(&db, 2), vec!["other"]);
+        // An app removed takes its entries; appending to it writes nothing.
+        db.execute("DELETE FROM apps WHERE id = 1", &[]).unwrap();
+        assert!(messages(&db, 1).is_empty());
+        append(&db, 1, "app", &["late".to_string()], 100).unwrap();
+        assert!(messages(&db, 1).is_empty());
     }
 }

@@ -1,31 +1,99 @@
 //! The app record and its access rule (API.md 1.8): what every app route loads first.
+//! An app is its row's id, never reused: everything that belongs to it refers to that
+//! id and goes with it (foreign keys), so an app created later with the same name starts
+//! clean (API.md 8.1). Write routes load the app inside their transaction, so its
+//! existence and the caller's access hold until they commit.
 
-use crate::params;
 use crate::runtime::caller::{Caller, User};
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::{Db, Row, Value};
 use crate::runtime::error::{ApiError, ApiResult};
+use serde::Deserialize;
 
-/// An app row with its teams (sorted).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An app row, its teams (sorted) and units (by number), and whether the caller may use it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct App {
+    pub id: i64,
     pub name: String,
-    pub serial: i64,
     pub platform: String,
     pub ip: String,
     pub cname: String,
     pub owner: String,
     pub state: String,
-    pub created_at: String,
-    /// Log entries with larger ids are this app's (API.md 7.6).
-    pub logs_after: i64,
+    pub deploys: i64,
     pub teams: Vec<String>,
+    pub units: Vec<Unit>,
+    /// App access for the user the app was loaded for (API.md 1.8).
+    pub accessible: bool,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Unit {
+    pub number: i64,
+    pub name: String,
+    pub ip: String,
+    pub state: String,
+}
+
+/// App access as SQL (API.md 1.8), `a` being the app's row, `?1` the user's id (NULL for
+/// none) and `?2` the admin team's name: a team of the app lists the user, or the user is
+/// an admin.
+macro_rules! app_access {
+    () => {
+        "(EXISTS (SELECT 1 FROM app_teams x JOIN team_members m ON m.team_id = x.team_id \
+          WHERE x.app_id = a.id AND m.user_id = ?1) \
+         OR EXISTS (SELECT 1 FROM team_members m JOIN teams t ON t.id = m.team_id \
+          WHERE m.user_id = ?1 AND t.name = ?2))"
+    };
+}
+
+/// App access as SQL, as [`APP_COLUMNS`] computes it.
+pub const ACCESS: &str = app_access!();
+
+/// The columns of [`App`], `a` being the app's row, in the order [`App::from_row`] reads
+/// them; `?1` and `?2` as in [`ACCESS`].
+pub const APP_COLUMNS: &str = concat!(
+    "a.id, a.name, a.platform, a.ip, a.cname, a.owner, a.state, a.deploys, \
+     (SELECT json_group_array(t.name) FROM app_teams x JOIN teams t ON t.id = x.team_id \
+      WHERE x.app_id = a.id), \
+     (SELECT json_group_array(json_array(u.number, u.name, u.ip, u.state)) FROM units u \
+      WHERE u.app_id = a.id), ",
+    app_access!()
+);
+
+/// How many columns [`APP_COLUMNS`] has: a query's own columns come after them.
+pub const APP_COLUMN_COUNT: usize = 11;
+
 impl App {
-    /// App access (API.md 1.8): one of the app's teams, or an admin.
-    pub fn accessible_by(&self, user: &User) -> bool {
-        user.is_admin || self.teams.iter().any(|team| user.in_team(team))
+    /// Reads the columns of [`APP_COLUMNS`].
+    pub fn from_row(row: &Row) -> App {
+        let mut teams: Vec<String> = serde_json::from_str(&row.text(8)).unwrap_or_default();
+        teams.sort();
+        let mut units: Vec<Unit> =
+            serde_json::from_str::<Vec<(i64, String, String, String)>>(&row.text(9))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(number, name, ip, state)| Unit {
+                    number,
+                    name,
+                    ip,
+                    state,
+                })
+                .collect();
+        units.sort_by_key(|u| u.number);
+        App {
+            id: row.int(0),
+            name: row.text(1),
+            platform: row.text(2),
+            ip: row.text(3),
+            cname: row.text(4),
+            owner: row.text(5),
+            state: row.text(6),
+            deploys: row.int(7),
+            teams,
+            units,
+            accessible: row.bool(10),
+        }
     }
 }
 
@@ -33,50 +101,84 @@ pub fn not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("App {name} not found."))
 }
 
-/// Loads an app, or `404 App <name> not found.`
-pub fn load(db: &Db, name: &str) -> ApiResult<App> {
-    let row = db
-        .query_opt(
-            "SELECT name, serial, platform, ip, cname, owner, state, created_at, logs_after FROM apps WHERE name = ?",
-            params![name],
-        )?
-        .ok_or_else(|| not_found(name))?;
-    let teams = db
-        .query(
-            "SELECT team FROM app_teams WHERE app = ? ORDER BY team",
-            params![name],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect();
-    Ok(App {
-        name: row.text(0),
-        serial: row.int(1),
-        platform: row.text(2),
-        ip: row.text(3),
-        cname: row.text(4),
-        owner: row.text(5),
-        state: row.text(6),
-        created_at: row.text(7),
-        logs_after: row.int(8),
-        teams,
-    })
+pub fn no_access() -> ApiError {
+    ApiError::forbidden("User does not have access to this app")
 }
 
-/// Loads an app the calling user may use: 404, then `403 User does not have access to this app`.
-pub fn load_for_user(ctx: &Ctx, name: &str) -> ApiResult<App> {
-    let app = load(ctx.db()?, name)?;
-    if !app.accessible_by(ctx.user()?) {
-        return Err(ApiError::forbidden("User does not have access to this app"));
+/// The parameters of [`APP_COLUMNS`] for `user` (none for an app token).
+pub fn access_params(user: Option<&User>, admin_team: Option<&str>) -> [Value; 2] {
+    [
+        Value::from(user.map(|u| u.id)),
+        Value::from(admin_team.map(str::to_string)),
+    ]
+}
+
+/// What a read of one app selects beyond [`APP_COLUMNS`]: SQL columns (`, ...`, each
+/// may use `?1` and `?2` as there, `?3` for the app's name, and `?4` on for `params`),
+/// read from [`APP_COLUMN_COUNT`] on.
+#[derive(Default)]
+pub struct Extra<'a> {
+    pub columns: &'a str,
+    pub params: Vec<Value>,
+}
+
+/// Loads app `name` with `extra` columns, in one statement. `404 App <name> not found.`
+pub fn load_with(
+    db: &Db,
+    name: &str,
+    user: Option<&User>,
+    admin_team: Option<&str>,
+    extra: Extra,
+) -> ApiResult<(App, Row)> {
+    let [user_id, admin] = access_params(user, admin_team);
+    let sql = format!(
+        "SELECT {APP_COLUMNS}{} FROM apps a WHERE a.name = ?3",
+        extra.columns
+    );
+    let mut params = vec![user_id, admin, Value::from(name)];
+    params.extend(extra.params);
+    let row = db
+        .query_opt(&sql, &params)?
+        .ok_or_else(|| not_found(name))?;
+    Ok((App::from_row(&row), row))
+}
+
+/// [`load_with`] for `user`: 404, then `403 User does not have access to this app`.
+pub fn load_for_with(
+    db: &Db,
+    name: &str,
+    user: &User,
+    admin_team: Option<&str>,
+    extra: Extra,
+) -> ApiResult<(App, Row)> {
+    let (app, row) = load_with(db, name, Some(user), admin_team, extra)?;
+    if !app.accessible {
+        return Err(no_access());
     }
-    Ok(app)
+    Ok((app, row))
+}
+
+/// Loads app `name` for `user`: 404, then `403 User does not have access to this app`.
+/// Inside a transaction, the check holds until it commits.
+pub fn load_for(db: &Db, name: &str, user: &User, admin_team: Option<&str>) -> ApiResult<App> {
+    Ok(load_for_with(db, name, user, admin_team, Extra::default())?.0)
+}
+
+/// [`load_for`] the request's user.
+pub fn load_for_user(ctx: &Ctx, name: &str) -> ApiResult<App> {
+    load_for(
+        ctx.db()?,
+        name,
+        ctx.user()?,
+        ctx.config.admin_team().as_deref(),
+    )
 }
 
 /// On `app-ok` routes: a user token needs app access; app tokens were checked by the route.
 pub fn load_for_caller(ctx: &Ctx, name: &str) -> ApiResult<App> {
     match ctx.caller()? {
         Caller::User(_) => load_for_user(ctx, name),
-        Caller::App(_) => load(ctx.db()?, name),
+        Caller::App(_) => Ok(load_with(ctx.db()?, name, None, None, Extra::default())?.0),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Which teams may use an app (API.md 3.1 `PUT` and `DELETE /apps/:app/:team`),
 //! mirrored to Gandalf as repository grants and revokes.
 
-use crate::apps::records::load_for_user;
+use crate::apps::records::{load_for, App};
 use crate::identity::teams;
 use crate::params;
 use crate::runtime::audit;
@@ -12,25 +12,36 @@ use crate::runtime::response::Response;
 use crate::upstream::gandalf;
 use serde_json::json;
 
+/// The app and team a grant or revoke names, checked in its transaction: app (404),
+/// access (403), team (`404 Team not found`).
+fn app_and_team(db: &Db, ctx: &Ctx) -> ApiResult<(App, i64)> {
+    let admin_team = ctx.config.admin_team();
+    let app = load_for(db, ctx.param("app"), ctx.user()?, admin_team.as_deref())?;
+    let team = teams::team_id(db, ctx.param("team"))?
+        .ok_or_else(|| ApiError::not_found("Team not found"))?;
+    Ok((app, team))
+}
+
 /// `PUT /apps/:app/:team`
 pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
     let team = ctx.param("team").to_string();
-    let db = ctx.db()?;
-    if !teams::team_exists(db, &team)? {
-        return Err(ApiError::not_found("Team not found"));
-    }
-    let already = || ApiError::conflict("This team already has access to this app");
-    if app.teams.contains(&team) {
-        return Err(already());
-    }
-    match link_team(db, &app.name, &team) {
-        Err(e) if e.is_unique_violation() => return Err(already()),
-        other => other?,
-    }
-    let members = teams::members(db, &team)?;
+    let (app, team_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let (app, team_id) = app_and_team(db, ctx)?;
+        let already = || ApiError::conflict("This team already has access to this app");
+        if app.teams.contains(&team) {
+            return Err(already());
+        }
+        match link_team(db, app.id, team_id) {
+            Err(e) if e.is_unique_violation() => return Err(already()),
+            other => other?,
+        }
+        Ok((app, team_id, teams::member_emails(db, team_id)?))
+    })?;
     if let Err(reason) = gandalf::grant(ctx, std::slice::from_ref(&app.name), &members) {
-        unlink_team(db, &app.name, &team)?;
+        ctx.db()?.execute(
+            "DELETE FROM app_teams WHERE app_id = ? AND team_id = ?",
+            params![app.id, team_id],
+        )?;
         return Err(ApiError::bad_gateway(format!(
             "Failed to grant access in the git server: {reason}."
         )));
@@ -39,43 +50,46 @@ pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
-/// `DELETE /apps/:app/:team`
+/// `DELETE /apps/:app/:team`: the checks and the removal in one transaction, so two
+/// revokes cannot orphan the app.
 pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
-    let app = load_for_user(ctx, ctx.param("app"))?;
     let team = ctx.param("team").to_string();
-    let db = ctx.db()?;
-    if !teams::team_exists(db, &team)? {
-        return Err(ApiError::not_found("Team not found"));
-    }
-    // The checks run again inside the transaction so two revokes cannot orphan the app.
-    let users = db.transaction(|db| -> ApiResult<Vec<String>> {
-        let count = db
-            .query_opt("SELECT COUNT(*) FROM app_teams WHERE app = ?", params![app.name.as_str()])?
-            .map_or(0, |r| r.int(0));
-        if count == 1 {
+    let (app, team_id, users) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let (app, team_id) = app_and_team(db, ctx)?;
+        if app.teams.len() == 1 {
             return Err(ApiError::forbidden(
                 "You can not revoke the access from this team, because it is the unique team with access to the app, and an app can not be orphaned",
             ));
         }
-        unlink_team(db, &app.name, &team)?;
-        if db.changes()? == 0 {
-            return Err(ApiError::not_found("This team does not have access to this app"));
+        let removed = db.query_opt(
+            "DELETE FROM app_teams WHERE app_id = ? AND team_id = ? RETURNING team_id",
+            params![app.id, team_id],
+        )?;
+        if removed.is_none() {
+            return Err(ApiError::not_found(
+                "This team does not have access to this app",
+            ));
         }
         // Members who keep no other team on the app lose the repository.
-        Ok(db
+        let users = db
             .query(
-                "SELECT m.email FROM team_members m WHERE m.team = ? AND NOT EXISTS \
-                 (SELECT 1 FROM app_teams t JOIN team_members o ON o.team = t.team \
-                  WHERE t.app = ? AND o.email = m.email) ORDER BY m.email",
-                params![team.as_str(), app.name.as_str()],
+                "SELECT u.email FROM team_members m JOIN users u ON u.id = m.user_id \
+                 WHERE m.team_id = ?1 AND NOT EXISTS (SELECT 1 FROM app_teams x \
+                 JOIN team_members o ON o.team_id = x.team_id \
+                 WHERE x.app_id = ?2 AND o.user_id = m.user_id) ORDER BY u.email",
+                params![team_id, app.id],
             )?
             .iter()
             .map(|r| r.text(0))
-            .collect())
+            .collect::<Vec<String>>();
+        Ok((app, team_id, users))
     })?;
     if !users.is_empty() {
         if let Err(reason) = gandalf::revoke(ctx, std::slice::from_ref(&app.name), &users) {
-            link_team(db, &app.name, &team)?;
+            // The app or team may be gone meanwhile; then there is nothing to restore.
+            if let Err(undo) = link_team(ctx.db()?, app.id, team_id) {
+                eprintln!("restoring team access to app {}: {undo}", app.name);
+            }
             return Err(ApiError::bad_gateway(format!(
                 "Failed to revoke access in the git server: {reason}"
             )));
@@ -85,16 +99,9 @@ pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
-fn link_team(db: &Db, app: &str, team: &str) -> Result<(), DbError> {
+fn link_team(db: &Db, app_id: i64, team_id: i64) -> Result<(), DbError> {
     db.execute(
-        "INSERT INTO app_teams (app, team) VALUES (?, ?)",
-        params![app, team],
-    )
-}
-
-fn unlink_team(db: &Db, app: &str, team: &str) -> Result<(), DbError> {
-    db.execute(
-        "DELETE FROM app_teams WHERE app = ? AND team = ?",
-        params![app, team],
+        "INSERT INTO app_teams (app_id, team_id) VALUES (?, ?)",
+        params![app_id, team_id],
     )
 }

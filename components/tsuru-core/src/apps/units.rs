@@ -1,7 +1,11 @@
 //! Adding and removing an app's units (API.md 3.1 units routes). Unit numbers come from
 //! the app's counter and are never reused; each unit may hold an item of the app's quota.
+//! Numbers and quota items are reserved in one transaction before the provisioner is
+//! called, and the units recorded in another after it.
 
-use crate::apps::records::{load_for_caller, load_for_user, not_found};
+use crate::apps::records::{
+    load_for_caller, load_for_user, load_for_with, not_found, Extra, APP_COLUMN_COUNT,
+};
 use crate::apps::{bound_services, env, quota};
 use crate::params;
 use crate::runtime::audit;
@@ -40,38 +44,45 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
             "Invalid number of units: at most 100 units can be added at once.",
         ));
     }
-    let app = load_for_user(ctx, ctx.param("app"))?;
-    let db = ctx.db()?;
     let count = i64::from(count);
-    // (1) Allocate the unit numbers and reserve their quota items.
-    let (first, reserved) = db.transaction(|db| -> ApiResult<(i64, Vec<String>)> {
-        let first = db
-            .query_opt(
-                "SELECT next_unit FROM apps WHERE name = ?",
-                params![app.name.as_str()],
-            )?
-            .ok_or_else(|| not_found(&app.name))?
-            .int(0);
-        let items: Vec<String> = (first..first + count)
-            .map(|k| quota::unit_item(&app.name, k))
-            .collect();
-        let reserved = match quota::available(db, &app.name)? {
-            Some(room) if room < count => {
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
+    // (1) In one transaction: the checks, the unit numbers and their quota items.
+    let (app, first, env, reserved) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let (app, row) = load_for_with(
+            db,
+            ctx.param("app"),
+            user,
+            admin_team.as_deref(),
+            Extra {
+                columns: env::VALUES_COLUMN,
+                params: Vec::new(),
+            },
+        )?;
+        let reserved = match quota::app_room(db, app.id)? {
+            Some((_, room)) if room < count => {
                 return Err(ApiError::forbidden(format!(
                     "Quota exceeded. Available: {room}. Requested: {count}."
                 )))
             }
-            Some(_) => {
-                quota::add_items(db, &app.name, &items)?;
-                items
-            }
-            None => Vec::new(),
+            Some((quota_id, _)) => Some(quota_id),
+            None => None,
         };
-        db.execute(
-            "UPDATE apps SET next_unit = ? WHERE name = ?",
-            params![first + count, app.name.as_str()],
-        )?;
-        Ok((first, reserved))
+        let first = db
+            .query_opt(
+                "UPDATE apps SET next_unit = next_unit + ? WHERE id = ? RETURNING next_unit - ?",
+                params![count, app.id, count],
+            )?
+            .ok_or_else(|| not_found(&app.name))?
+            .int(0);
+        if let Some(quota_id) = reserved {
+            let items: Vec<String> = (first..first + count)
+                .map(|k| quota::unit_item(&app.name, k))
+                .collect();
+            quota::reserve(db, quota_id, &items)?;
+        }
+        let env = env::values_from(&row, APP_COLUMN_COUNT);
+        Ok((app, first, env, reserved.is_some()))
     })?;
     // (2) Provision them, (3) record them; a failure releases the reserved items.
     let numbers: Vec<i64> = (first..first + count).collect();
@@ -79,34 +90,51 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
         .iter()
         .map(|k| format!("{}/{k}", app.name))
         .collect();
-    let added = env::values(db, &app.name)
-        .map_err(ApiError::from)
-        .and_then(|env| {
-            provisioner::add_units(ctx, &app.name, &names, &env).map_err(|reason| {
-                ApiError::bad_gateway(format!(
-                    "Failed to add units to the app \"{}\": {reason}",
-                    app.name
-                ))
-            })
+    let added = provisioner::add_units(ctx, &app.name, &names, &env)
+        .map_err(|reason| {
+            ApiError::bad_gateway(format!(
+                "Failed to add units to the app \"{}\": {reason}",
+                app.name
+            ))
         })
         .and_then(|units| {
-            db.transaction(|db| -> ApiResult<()> {
+            ctx.db()?.transaction(|db| -> ApiResult<()> {
                 for (number, unit) in numbers.iter().zip(&units) {
-                    let item = (!reserved.is_empty()).then(|| quota::unit_item(&app.name, *number));
-                    insert_unit(db, &app.name, *number, unit, item.as_deref())?;
+                    let item = reserved.then(|| quota::unit_item(&app.name, *number));
+                    insert_unit(db, app.id, *number, unit, item.as_deref()).map_err(|e| {
+                        if e.is_foreign_key_violation() {
+                            // The app was removed meanwhile; its quota went with it.
+                            not_found(&app.name)
+                        } else {
+                            e.into()
+                        }
+                    })?;
                 }
+                audit::record_in(
+                    db,
+                    &user.email,
+                    "add-units",
+                    &app.name,
+                    json!({"units": names}),
+                );
                 Ok(())
             })
         });
     if let Err(e) = added {
-        if let Err(release) = db.transaction(|db| quota::release(db, &app.name, &reserved)) {
+        let items: Vec<String> = numbers
+            .iter()
+            .map(|k| quota::unit_item(&app.name, *k))
+            .collect();
+        let released = ctx
+            .db()
+            .and_then(|db| Ok(quota::release(db, app.id, &items)?));
+        if let Err(release) = released {
             eprintln!("releasing quota items of app {}: {release}", app.name);
         }
         return Err(e);
     }
     // (4) Bind the new units to the app's service instances.
-    bound_services::bind_new_units(ctx, &app.name, &numbers);
-    audit::record(ctx, "add-units", &app.name, json!({"units": names}));
+    bound_services::bind_new_units(ctx, app.id, &numbers);
     Ok(Response::empty())
 }
 
@@ -130,14 +158,10 @@ fn sort_victims(units: &mut [(i64, String, String)]) {
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let count = requested_count(ctx)? as usize;
     let app = load_for_user(ctx, ctx.param("app"))?;
-    let db = ctx.db()?;
-    let mut units: Vec<(i64, String, String)> = db
-        .query(
-            "SELECT number, name, state FROM units WHERE app = ?",
-            params![app.name.as_str()],
-        )?
+    let mut units: Vec<(i64, String, String)> = app
+        .units
         .iter()
-        .map(|r| (r.int(0), r.text(1), r.text(2)))
+        .map(|u| (u.number, u.name.clone(), u.state.clone()))
         .collect();
     if count == units.len() {
         return Err(ApiError::bad_request(
@@ -151,37 +175,44 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
         )));
     }
     sort_victims(&mut units);
+    let email = ctx.user()?.email.clone();
     let mut removed = Vec::new();
     for (number, name, _) in units.into_iter().take(count) {
         provisioner::remove_unit(ctx, &app.name, number).map_err(|reason| {
             ApiError::bad_gateway(format!("Failed to remove the unit {name}: {reason}"))
         })?;
-        bound_services::unbind_unit(ctx, &app.name, number);
-        db.transaction(|db| -> ApiResult<()> {
+        bound_services::unbind_unit(ctx, app.id, number);
+        ctx.db()?.transaction(|db| -> ApiResult<()> {
             db.execute(
-                "DELETE FROM units WHERE app = ? AND number = ?",
-                params![app.name.as_str(), number],
+                "DELETE FROM units WHERE app_id = ? AND number = ?",
+                params![app.id, number],
             )?;
-            quota::release(db, &app.name, &[quota::unit_item(&app.name, number)])?;
+            quota::release(db, app.id, &[quota::unit_item(&app.name, number)])?;
             Ok(())
         })?;
         removed.push(name);
     }
-    audit::record(ctx, "remove-units", &app.name, json!({"units": removed}));
+    audit::record_as(
+        ctx,
+        &email,
+        "remove-units",
+        &app.name,
+        json!({"units": removed}),
+    );
     Ok(Response::empty())
 }
 
 pub(crate) fn insert_unit(
     db: &Db,
-    app: &str,
+    app_id: i64,
     number: i64,
     unit: &provisioner::UnitStatus,
     quota_item: Option<&str>,
 ) -> Result<(), DbError> {
     db.execute(
-        "INSERT INTO units (app, number, name, ip, state, quota_item) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES (?, ?, ?, ?, ?, ?)",
         params![
-            app,
+            app_id,
             number,
             unit.name.as_str(),
             unit.ip.as_str(),
@@ -191,14 +222,14 @@ pub(crate) fn insert_unit(
     )
 }
 
-/// `GET /apps/:app/available`
+/// `GET /apps/:app/available`: an app is available when one of its units is.
 pub fn available(ctx: &mut Ctx) -> ApiResult<Response> {
     let app = load_for_caller(ctx, ctx.param("app"))?;
-    let available = ctx.db()?.exists(
-        "SELECT 1 FROM units WHERE app = ? AND state IN ('started', 'unreachable')",
-        params![app.name.as_str()],
-    )?;
-    if !available {
+    if !app
+        .units
+        .iter()
+        .any(|u| matches!(u.state.as_str(), "started" | "unreachable"))
+    {
         return Err(ApiError::precondition_failed(
             "App must be available to receive pushs.",
         ));

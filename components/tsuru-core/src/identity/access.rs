@@ -6,7 +6,7 @@ use crate::identity::tokens::{token_key, TokenRecord};
 use crate::params;
 use crate::runtime::caller::{AppCaller, Caller, User};
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::Row;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::router::{Access, TokenUse};
 use crate::runtime::secrets::sha256_hex;
@@ -77,7 +77,24 @@ pub fn bearer_token(header: Option<&str>) -> ApiResult<&str> {
     }
 }
 
+/// The user of a token with its teams, and the schema version (`Db::query_first`):
+/// `?1` the user id.
+const USER_BY_ID: &str = "SELECT v.user_version, u.id, u.email, u.token_epoch, t.name \
+     FROM pragma_user_version v LEFT JOIN users u ON u.id = ?1 \
+     LEFT JOIN team_members m ON m.user_id = u.id LEFT JOIN teams t ON t.id = m.team_id";
+
+/// The same for a token issued before users had ids: only an account of that time
+/// (`legacy_tokens`) accepts it, never one registered later with the same email.
+const LEGACY_USER_BY_EMAIL: &str = "SELECT v.user_version, u.id, u.email, u.token_epoch, t.name \
+     FROM pragma_user_version v LEFT JOIN users u ON u.email = ?1 AND u.legacy_tokens = 1 \
+     LEFT JOIN team_members m ON m.user_id = u.id LEFT JOIN teams t ON t.id = m.team_id";
+
+/// Whether a token's app still exists (its id is never reused), and the schema version.
+const APP_ALIVE: &str = "SELECT v.user_version, a.id FROM pragma_user_version v \
+     LEFT JOIN apps a ON a.id = ?1 AND a.name = ?2";
+
 /// Resolves the request's token to a caller, or answers the exact 401 of API.md 1.3.
+/// One key-value read, and one statement that is also the request's schema check.
 pub fn authenticate(ctx: &Ctx) -> ApiResult<Caller> {
     let token = bearer_token(ctx.req.header("authorization"))?;
     let hash = sha256_hex(token.as_bytes());
@@ -92,56 +109,52 @@ pub fn authenticate(ctx: &Ctx) -> ApiResult<Caller> {
     let db = ctx.db()?;
     match record.kind.as_str() {
         "user" => {
-            let email = record.email.ok_or_else(ApiError::invalid_token)?;
-            let user = load_user(db, &email, &ctx.config.admin_team())?
-                .filter(|(_, epoch)| *epoch == record.epoch)
+            let rows = match (record.user_id, &record.email) {
+                (Some(id), _) => db.query_first(USER_BY_ID, params![id])?,
+                (None, Some(email)) => db.query_first(LEGACY_USER_BY_EMAIL, params![email])?,
+                (None, None) => return Err(ApiError::invalid_token()),
+            };
+            let (user, epoch) = user_from_rows(&rows, ctx.config.admin_team().as_deref())
                 .ok_or_else(ApiError::invalid_token)?;
-            Ok(Caller::User(user.0))
+            if epoch != record.epoch {
+                return Err(ApiError::invalid_token());
+            }
+            Ok(Caller::User(user))
         }
         "app" => {
             let app = record.app.ok_or_else(ApiError::invalid_token)?;
-            if let Some(serial) = record.app_serial {
-                let alive = db.exists(
-                    "SELECT 1 FROM apps WHERE name = ? AND serial = ?",
-                    params![app.as_str(), serial],
-                )?;
-                if !alive {
+            // A system token (the git hook's) names no app and is checked no further.
+            if let Some(id) = record.app_serial {
+                let rows = db.query_first(APP_ALIVE, params![id, app.as_str()])?;
+                if rows.first().and_then(|r| r.opt_int(1)).is_none() {
                     return Err(ApiError::invalid_token());
                 }
             }
-            Ok(Caller::App(AppCaller { app }))
+            Ok(Caller::App(AppCaller {
+                app,
+                id: record.app_serial,
+            }))
         }
         _ => Err(ApiError::invalid_token()),
     }
 }
 
-/// Loads a user with their teams and admin flag, and their current token epoch.
-pub fn load_user(
-    db: &Db,
-    email: &str,
-    admin_team: &Option<String>,
-) -> ApiResult<Option<(User, i64)>> {
-    let rows = db.query(
-        "SELECT u.token_epoch, m.team FROM users u LEFT JOIN team_members m ON m.email = u.email \
-         WHERE u.email = ? ORDER BY m.team",
-        params![email],
-    )?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let epoch = first.int(0);
-    let teams: Vec<String> = rows.iter().filter_map(|r| r.opt_text(1)).collect();
-    let is_admin = admin_team
-        .as_ref()
-        .is_some_and(|admin| teams.iter().any(|t| t == admin));
-    Ok(Some((
+/// A user and their token epoch from rows of `USER_BY_ID`'s shape (`None`: no such user).
+fn user_from_rows(rows: &[Row], admin_team: Option<&str>) -> Option<(User, i64)> {
+    let first = rows.first()?;
+    let id = first.opt_int(1)?;
+    let mut teams: Vec<String> = rows.iter().filter_map(|r| r.opt_text(4)).collect();
+    teams.sort();
+    let is_admin = admin_team.is_some_and(|admin| teams.iter().any(|t| t == admin));
+    Some((
         User {
-            email: email.to_string(),
+            id,
+            email: first.text(2),
             teams,
             is_admin,
         },
-        epoch,
-    )))
+        first.int(3),
+    ))
 }
 
 #[cfg(test)]
@@ -191,10 +204,10 @@ mod authenticate_tests {
         let ctx = ctx_with(platform, "x");
         let db = ctx.db().unwrap();
         for sql in [
-            "INSERT INTO users (email, password_hash, token_epoch, created_at) VALUES ('a@b.com', 'h', 2, 'now')",
-            "INSERT INTO teams (name, created_at) VALUES ('admin', 'now')",
-            "INSERT INTO team_members (team, email) VALUES ('admin', 'a@b.com')",
-            "INSERT INTO apps (name, serial, platform, owner, state, created_at) VALUES ('web', 7, 'python', 'a@b.com', 'ready', 'now')",
+            "INSERT INTO users (id, email, password_hash, token_epoch, created_at) VALUES (1, 'a@b.com', 'h', 2, 'now')",
+            "INSERT INTO teams (id, name, created_at) VALUES (1, 'admin', 'now')",
+            "INSERT INTO team_members (team_id, user_id) VALUES (1, 1)",
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) VALUES (7, 'web', 'python', 'a@b.com', 'ready', 'now')",
         ] {
             db.execute(sql, &[]).unwrap();
         }
@@ -205,11 +218,12 @@ mod authenticate_tests {
     fn valid_user_token_carries_teams_and_admin_flag() {
         let platform = setup();
         let ctx = ctx_with(platform, "x");
-        let token = issue_user_token(ctx.kv().unwrap(), "a@b.com", 2, 7).unwrap();
+        let token = issue_user_token(ctx.kv().unwrap(), 1, "a@b.com", 2, 7).unwrap();
         let caller = authenticate(&ctx_with(platform, &token)).unwrap();
         assert_eq!(
             caller,
             Caller::User(User {
+                id: 1,
                 email: "a@b.com".into(),
                 teams: vec!["admin".into()],
                 is_admin: true
@@ -222,12 +236,12 @@ mod authenticate_tests {
         let platform = setup();
         let ctx = ctx_with(platform, "x");
         let kv = ctx.kv().unwrap();
-        let stale = issue_user_token(kv, "a@b.com", 1, 7).unwrap();
+        let stale = issue_user_token(kv, 1, "a@b.com", 1, 7).unwrap();
         assert_eq!(
             authenticate(&ctx_with(platform, &stale)).unwrap_err(),
             ApiError::invalid_token()
         );
-        let expired = issue_user_token(kv, "a@b.com", 2, 0).unwrap();
+        let expired = issue_user_token(kv, 1, "a@b.com", 2, 0).unwrap();
         let key = token_key(&sha256_hex(expired.as_bytes()));
         assert!(kv.get_json::<TokenRecord>(&key).unwrap().is_some());
         assert_eq!(
@@ -250,7 +264,10 @@ mod authenticate_tests {
         let (other_serial, _) = issue_app_token(kv, "web", Some(6)).unwrap();
         assert_eq!(
             authenticate(&ctx_with(platform, &bound)).unwrap(),
-            Caller::App(AppCaller { app: "web".into() })
+            Caller::App(AppCaller {
+                app: "web".into(),
+                id: Some(7)
+            })
         );
         assert!(authenticate(&ctx_with(platform, &system)).is_ok());
         assert!(authenticate(&ctx_with(platform, &other_serial)).is_err());
@@ -260,6 +277,44 @@ mod authenticate_tests {
             .unwrap();
         assert_eq!(
             authenticate(&ctx_with(platform, &bound)).unwrap_err(),
+            ApiError::invalid_token()
+        );
+    }
+
+    #[test]
+    fn tokens_naming_only_an_email_work_for_accounts_of_their_time_only() {
+        let platform = setup();
+        let ctx = ctx_with(platform, "x");
+        let kv = ctx.kv().unwrap();
+        let legacy = |email: &str, epoch: i64| {
+            let token = crate::runtime::secrets::new_token().unwrap();
+            let record = TokenRecord {
+                kind: "user".into(),
+                user_id: None,
+                email: Some(email.into()),
+                app: None,
+                app_serial: None,
+                epoch,
+                creation: now_unix(),
+                expires: now_unix() + 60,
+            };
+            kv.set_json(&token_key(&sha256_hex(token.as_bytes())), &record)
+                .unwrap();
+            token
+        };
+        let db = ctx.db().unwrap();
+        db.execute("UPDATE users SET legacy_tokens = 1 WHERE id = 1", &[])
+            .unwrap();
+        assert!(authenticate(&ctx_with(platform, &legacy("a@b.com", 2))).is_ok());
+        // The account is removed and the email registered again: a new id, no legacy flag.
+        db.execute("DELETE FROM users WHERE id = 1", &[]).unwrap();
+        db.execute(
+            "INSERT INTO users (email, password_hash, token_epoch, created_at) VALUES ('a@b.com', 'h', 2, 'now')",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            authenticate(&ctx_with(platform, &legacy("a@b.com", 2))).unwrap_err(),
             ApiError::invalid_token()
         );
     }

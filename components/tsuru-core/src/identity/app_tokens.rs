@@ -24,17 +24,19 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(ApiError::bad_request("Missing client name in JSON body"));
     }
     let db = ctx.db()?;
-    let serial = db
+    let app_id = db
         .query_opt(
-            "SELECT serial FROM apps WHERE name = ?",
+            "SELECT id FROM apps WHERE name = ?",
             params![client.as_str()],
         )?
         .map(|r| r.int(0));
-    let (token, record) = tokens::issue_app_token(ctx.kv()?, &client, serial)?;
-    if body.export.unwrap_or(false) && serial.is_some() {
+    let (token, record) = tokens::issue_app_token(ctx.kv()?, &client, app_id)?;
+    if let (true, Some(app_id)) = (body.export.unwrap_or(false), app_id) {
+        // By id: an app removed meanwhile gets nothing, and neither does a namesake.
         let exported = db.execute(
-            "INSERT OR REPLACE INTO env_vars (app, name, value, public, instance) VALUES (?, 'TSURU_APP_TOKEN', ?, 0, NULL)",
-            params![client.as_str(), token.as_str()],
+            "INSERT OR REPLACE INTO env_vars (app_id, name, value, public, instance_id) \
+             SELECT id, 'TSURU_APP_TOKEN', ?, 0, NULL FROM apps WHERE id = ?",
+            params![token.as_str(), app_id],
         );
         if let Err(e) = exported {
             tokens::delete_token(ctx.kv()?, &token)?;

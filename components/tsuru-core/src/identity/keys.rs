@@ -1,7 +1,7 @@
 //! SSH keys (API.md 3.7 key routes): stored in SQLite and mirrored to Gandalf, named
 //! `<email>-<n>` from a per-user counter that never goes back.
 
-use crate::identity::users::{user_exists, user_not_found};
+use crate::identity::users::user_not_found;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -25,62 +25,71 @@ fn key_from_body(ctx: &Ctx) -> ApiResult<String> {
     }
 }
 
+fn duplicate() -> ApiError {
+    ApiError::conflict("User already has this key")
+}
+
 /// `POST /users/keys`
 pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
     let content = key_from_body(ctx)?;
-    let email = ctx.user()?.email.clone();
+    let user = ctx.user()?;
+    let (user_id, email) = (user.id, user.email.clone());
     let db = ctx.db()?;
-    let duplicate = || ApiError::conflict("User already has this key");
     if db.exists(
-        "SELECT 1 FROM user_keys WHERE email = ? AND content = ?",
-        params![email.as_str(), content.as_str()],
+        "SELECT 1 FROM user_keys WHERE user_id = ? AND content = ?",
+        params![user_id, content.as_str()],
     )? {
         return Err(duplicate());
     }
     // Numbers come from a counter that is never rolled back, so names are never reused.
-    let number = db.transaction(|db| -> ApiResult<i64> {
-        db.execute(
-            "UPDATE users SET next_key = next_key + 1 WHERE email = ?",
-            params![email.as_str()],
-        )?;
-        Ok(db
-            .query_opt(
-                "SELECT next_key - 1 FROM users WHERE email = ?",
-                params![email.as_str()],
-            )?
-            .map_or(1, |r| r.int(0)))
-    })?;
+    let number = db
+        .query_opt(
+            "UPDATE users SET next_key = next_key + 1 WHERE id = ? RETURNING next_key - 1",
+            params![user_id],
+        )?
+        .ok_or_else(ApiError::invalid_token)?
+        .int(0);
     let name = format!("{email}-{number}");
     gandalf::add_key(ctx, &email, &name, &content).map_err(|reason| {
         ApiError::bad_gateway(format!("Failed to add key to git server: {reason}"))
     })?;
-    let stored = db.execute(
-        "INSERT INTO user_keys (email, name, content) VALUES (?, ?, ?)",
-        params![email.as_str(), name.as_str(), content.as_str()],
-    );
+    let stored = ctx.db()?.transaction(|db| -> ApiResult<()> {
+        db.execute(
+            "INSERT INTO user_keys (user_id, name, content) VALUES (?, ?, ?)",
+            params![user_id, name.as_str(), content.as_str()],
+        )
+        .map_err(|e| {
+            if e.is_unique_violation() {
+                duplicate()
+            } else if e.is_foreign_key_violation() {
+                // The account was removed meanwhile.
+                ApiError::invalid_token()
+            } else {
+                e.into()
+            }
+        })?;
+        audit::record_in(db, &email, "add-key", &email, json!({ "name": name }));
+        Ok(())
+    });
     if let Err(e) = stored {
         if let Err(undo) = gandalf::remove_key(ctx, &email, &name) {
             eprintln!("undo of a key upload failed: {undo}");
         }
-        return Err(if e.is_unique_violation() {
-            duplicate()
-        } else {
-            e.into()
-        });
+        return Err(e);
     }
-    audit::record(ctx, "add-key", &email, json!({ "name": name }));
     Ok(Response::empty())
 }
 
 /// `DELETE /users/keys`
 pub fn remove_key(ctx: &mut Ctx) -> ApiResult<Response> {
     let content = key_from_body(ctx)?;
-    let email = ctx.user()?.email.clone();
-    let db = ctx.db()?;
-    let name = db
+    let user = ctx.user()?;
+    let (user_id, email) = (user.id, user.email.clone());
+    let name = ctx
+        .db()?
         .query_opt(
-            "SELECT name FROM user_keys WHERE email = ? AND content = ?",
-            params![email.as_str(), content.as_str()],
+            "SELECT name FROM user_keys WHERE user_id = ? AND content = ?",
+            params![user_id, content.as_str()],
         )?
         .map(|r| r.text(0))
         .ok_or_else(|| ApiError::not_found("User does not have this key"))?;
@@ -89,11 +98,14 @@ pub fn remove_key(ctx: &mut Ctx) -> ApiResult<Response> {
             "Failed to remove the key from git server: {reason}"
         ))
     })?;
-    db.execute(
-        "DELETE FROM user_keys WHERE email = ? AND name = ?",
-        params![email.as_str(), name.as_str()],
-    )?;
-    audit::record(ctx, "remove-key", &email, json!({ "name": name }));
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        db.execute(
+            "DELETE FROM user_keys WHERE user_id = ? AND name = ?",
+            params![user_id, name.as_str()],
+        )?;
+        audit::record_in(db, &email, "remove-key", &email, json!({ "name": name }));
+        Ok(())
+    })?;
     Ok(Response::empty())
 }
 
@@ -106,17 +118,17 @@ pub fn list_keys(ctx: &mut Ctx) -> ApiResult<Response> {
             "You do not have access to this user's keys",
         ));
     }
-    let db = ctx.db()?;
-    if user.email != email && !user_exists(db, email)? {
+    let rows = ctx.db()?.query(
+        "SELECT u.id, k.name, k.content FROM users u LEFT JOIN user_keys k ON k.user_id = u.id \
+         WHERE u.email = ? ORDER BY k.name",
+        params![email],
+    )?;
+    if rows.is_empty() {
         return Err(user_not_found());
     }
-    let keys: BTreeMap<String, String> = db
-        .query(
-            "SELECT name, content FROM user_keys WHERE email = ? ORDER BY name",
-            params![email],
-        )?
+    let keys: BTreeMap<String, String> = rows
         .iter()
-        .map(|r| (r.text(0), r.text(1)))
+        .filter_map(|r| Some((r.opt_text(1)?, r.text(2))))
         .collect();
     Ok(Response::json(&keys))
 }

@@ -3,13 +3,16 @@
 //! - `access`: the auth levels routes declare and the authentication of a bearer token;
 //! - `tokens`: token records in the key-value store, issue and revocation;
 //! - `passwords`: argon2id hashing and the password rules;
-//! - `users`, `keys`, `teams`, `app_tokens`: the routes of users, SSH keys, teams and
-//!   admin-issued app tokens.
+//! - `users`, `sessions`, `resets`, `keys`, `teams`, `app_tokens`: the routes of
+//!   accounts, login and logout, password resets, SSH keys, teams and admin-issued app
+//!   tokens.
 
 pub mod access;
 pub mod app_tokens;
 pub mod keys;
 pub mod passwords;
+pub mod resets;
+pub mod sessions;
 pub mod teams;
 pub mod tokens;
 pub mod users;

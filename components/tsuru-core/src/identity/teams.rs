@@ -16,26 +16,20 @@ fn team_not_found() -> ApiError {
     ApiError::not_found("Team not found")
 }
 
-pub fn team_exists(db: &Db, team: &str) -> ApiResult<bool> {
-    Ok(db.exists("SELECT 1 FROM teams WHERE name = ?", params![team])?)
+/// A team's id by name (`None`: no such team).
+pub fn team_id(db: &Db, team: &str) -> ApiResult<Option<i64>> {
+    Ok(db
+        .query_opt("SELECT id FROM teams WHERE name = ?", params![team])?
+        .map(|r| r.int(0)))
 }
 
-pub fn members(db: &Db, team: &str) -> ApiResult<Vec<String>> {
+/// The emails of a team's members, sorted.
+pub fn member_emails(db: &Db, team_id: i64) -> ApiResult<Vec<String>> {
     Ok(db
         .query(
-            "SELECT email FROM team_members WHERE team = ? ORDER BY email",
-            params![team],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect())
-}
-
-fn team_apps(db: &Db, team: &str) -> ApiResult<Vec<String>> {
-    Ok(db
-        .query(
-            "SELECT app FROM app_teams WHERE team = ? ORDER BY app",
-            params![team],
+            "SELECT u.email FROM team_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.team_id = ? ORDER BY u.email",
+            params![team_id],
         )?
         .iter()
         .map(|r| r.text(0))
@@ -57,13 +51,18 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
 /// `GET /teams/:team`
 pub fn info(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
-    if !team_exists(ctx.db()?, &team)? {
+    let rows = ctx.db()?.query(
+        "SELECT t.id, u.email FROM teams t LEFT JOIN team_members m ON m.team_id = t.id \
+         LEFT JOIN users u ON u.id = m.user_id WHERE t.name = ? ORDER BY u.email",
+        params![team.as_str()],
+    )?;
+    if rows.is_empty() {
         return Err(team_not_found());
     }
     if !ctx.user()?.in_team(&team) {
         return Err(ApiError::forbidden("User is not member of this team"));
     }
-    let users = members(ctx.db()?, &team)?;
+    let users: Vec<String> = rows.iter().filter_map(|r| r.opt_text(1)).collect();
     audit::record(ctx, "get-team", &team, json!({}));
     Ok(Response::json(&json!({ "name": team, "users": users })))
 }
@@ -80,124 +79,159 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     if !is_team_name(&name) || is_shadowed_team_name(&name) {
         return Err(ApiError::bad_request("Invalid team name"));
     }
-    let db = ctx.db()?;
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
     let exists = || ApiError::conflict("Team already exists");
-    if team_exists(db, &name)? {
-        return Err(exists());
-    }
-    if ctx.config.admin_team().as_deref() == Some(name.as_str()) {
-        return Err(ApiError::forbidden(format!(
-            "Team name \"{name}\" is reserved."
-        )));
-    }
-    let email = ctx.user()?.email.clone();
-    let created = db.transaction(|db| {
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        if team_id(db, &name)?.is_some() {
+            return Err(exists());
+        }
+        if admin_team.as_deref() == Some(name.as_str()) {
+            return Err(ApiError::forbidden(format!(
+                "Team name \"{name}\" is reserved."
+            )));
+        }
+        let id = db
+            .query(
+                "INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id",
+                params![name.as_str(), now_rfc3339()],
+            )?
+            .first()
+            .map_or(0, |r| r.int(0));
         db.execute(
-            "INSERT INTO teams (name, created_at) VALUES (?, ?)",
-            params![name.as_str(), now_rfc3339()],
-        )?;
-        db.execute(
-            "INSERT INTO team_members (team, email) VALUES (?, ?)",
-            params![name.as_str(), email.as_str()],
+            "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
+            params![id, user.id],
         )
-    });
-    match created {
-        Err(e) if e.is_unique_violation() => return Err(exists()),
-        other => other?,
-    }
-    audit::record(ctx, "create-team", &name, json!({}));
+        .map_err(|e| {
+            if e.is_foreign_key_violation() {
+                ApiError::invalid_token()
+            } else {
+                e.into()
+            }
+        })?;
+        audit::record_in(db, &user.email, "create-team", &name, json!({}));
+        Ok(())
+    })?;
     Ok(Response::empty())
 }
 
-/// `DELETE /teams/:team`
+/// `DELETE /teams/:team`: the checks and the removal in one transaction, so no app,
+/// service or instance gains the team meanwhile (API.md 8.1).
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
-    let db = ctx.db()?;
-    if !team_exists(db, &team)? || !ctx.user()?.in_team(&team) {
-        return Err(ApiError::not_found(format!("Team \"{team}\" not found.")));
-    }
-    if ctx.config.admin_team().as_deref() == Some(team.as_str()) {
-        return Err(ApiError::forbidden("The admin team cannot be removed."));
-    }
-    if db.exists(
-        "SELECT 1 FROM app_teams WHERE team = ?",
-        params![team.as_str()],
-    )? {
-        return Err(ApiError::forbidden(
-            "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
-        ));
-    }
-    let referenced = db.exists(
-        "SELECT 1 FROM service_owner_teams WHERE team = ?1 \
-         UNION ALL SELECT 1 FROM service_teams WHERE team = ?1 \
-         UNION ALL SELECT 1 FROM instance_teams WHERE team = ?1",
-        params![team.as_str()],
-    )?;
-    if referenced {
-        return Err(ApiError::forbidden(
-            "This team cannot be removed because it has access to services or service instances.",
-        ));
-    }
-    db.transaction(|db| {
-        db.execute(
-            "DELETE FROM team_members WHERE team = ?",
-            params![team.as_str()],
+    let admin_team = ctx.config.admin_team();
+    let user = ctx.user()?;
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let found = db.query_opt(
+            "SELECT t.id FROM teams t JOIN team_members m ON m.team_id = t.id \
+             WHERE t.name = ? AND m.user_id = ?",
+            params![team.as_str(), user.id],
         )?;
-        db.execute("DELETE FROM teams WHERE name = ?", params![team.as_str()])
+        let id = found
+            .ok_or_else(|| ApiError::not_found(format!("Team \"{team}\" not found.")))?
+            .int(0);
+        if admin_team.as_deref() == Some(team.as_str()) {
+            return Err(ApiError::forbidden("The admin team cannot be removed."));
+        }
+        if db.exists("SELECT 1 FROM app_teams WHERE team_id = ?", params![id])? {
+            return Err(ApiError::forbidden(
+                "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
+            ));
+        }
+        let referenced = db.exists(
+            "SELECT 1 FROM service_owner_teams WHERE team_id = ?1 \
+             UNION ALL SELECT 1 FROM service_teams WHERE team_id = ?1 \
+             UNION ALL SELECT 1 FROM instance_teams WHERE team_id = ?1",
+            params![id],
+        )?;
+        if referenced {
+            return Err(ApiError::forbidden(
+                "This team cannot be removed because it has access to services or service instances.",
+            ));
+        }
+        db.execute("DELETE FROM teams WHERE id = ?", params![id])?;
+        audit::record_in(db, &user.email, "remove-team", &team, json!({}));
+        Ok(())
     })?;
-    audit::record(ctx, "remove-team", &team, json!({}));
     Ok(Response::empty())
 }
 
-/// The checks shared by adding and removing a member: the team exists and the caller
-/// is one of its members.
-fn member_change_target(ctx: &Ctx, refused: &str) -> ApiResult<(String, String)> {
-    let team = ctx.param("team").to_string();
-    if !team_exists(ctx.db()?, &team)? {
-        return Err(team_not_found());
-    }
-    if !ctx.user()?.in_team(&team) {
-        return Err(ApiError::forbidden(format!("{refused} {team}")));
-    }
-    Ok((team, ctx.param("user").to_string()))
+/// The team and user a membership change names, checked in its transaction: the team
+/// exists (404), the caller is a member (403, `refused`), the user exists (404).
+struct MemberChange {
+    team_id: i64,
+    user_id: i64,
+    /// Members of the team, by user id.
+    members: Vec<i64>,
 }
 
-fn is_member(db: &Db, team: &str, email: &str) -> ApiResult<bool> {
-    Ok(db.exists(
-        "SELECT 1 FROM team_members WHERE team = ? AND email = ?",
-        params![team, email],
-    )?)
+fn member_change(db: &Db, ctx: &Ctx, refused: &str) -> ApiResult<MemberChange> {
+    let (team, email) = (ctx.param("team"), ctx.param("user"));
+    let caller = ctx.user()?;
+    let team_id = team_id(db, team)?.ok_or_else(team_not_found)?;
+    let members: Vec<i64> = db
+        .query(
+            "SELECT user_id FROM team_members WHERE team_id = ?",
+            params![team_id],
+        )?
+        .iter()
+        .map(|r| r.int(0))
+        .collect();
+    if !members.contains(&caller.id) {
+        return Err(ApiError::forbidden(format!("{refused} {team}")));
+    }
+    let user_id = db
+        .query_opt("SELECT id FROM users WHERE email = ?", params![email])?
+        .map(|r| r.int(0));
+    Ok(MemberChange {
+        team_id,
+        user_id: user_id.unwrap_or(0),
+        members,
+    })
+}
+
+/// The apps a team has access to, by name.
+fn team_apps(db: &Db, team_id: i64) -> ApiResult<Vec<String>> {
+    Ok(db
+        .query(
+            "SELECT a.name FROM app_teams x JOIN apps a ON a.id = x.app_id \
+             WHERE x.team_id = ? ORDER BY a.name",
+            params![team_id],
+        )?
+        .iter()
+        .map(|r| r.text(0))
+        .collect())
 }
 
 /// `PUT /teams/:team/:user`
 pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
-    let (team, email) =
-        member_change_target(ctx, "You are not authorized to add new users to the team")?;
-    let db = ctx.db()?;
-    if !db.exists(
-        "SELECT 1 FROM users WHERE email = ?",
-        params![email.as_str()],
-    )? {
-        return Err(ApiError::not_found("User not found"));
-    }
-    let already = || ApiError::conflict(format!("User {email} is already in the team {team}."));
-    if is_member(db, &team, &email)? {
-        return Err(already());
-    }
-    let added = db.execute(
-        "INSERT INTO team_members (team, email) VALUES (?, ?)",
-        params![team.as_str(), email.as_str()],
-    );
-    match added {
-        Err(e) if e.is_unique_violation() => return Err(already()),
-        other => other?,
-    }
-    let apps = team_apps(db, &team)?;
+    let (team, email) = (ctx.param("team").to_string(), ctx.param("user").to_string());
+    let (change, apps) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let change = member_change(
+            db,
+            ctx,
+            "You are not authorized to add new users to the team",
+        )?;
+        if change.user_id == 0 {
+            return Err(ApiError::not_found("User not found"));
+        }
+        if change.members.contains(&change.user_id) {
+            return Err(ApiError::conflict(format!(
+                "User {email} is already in the team {team}."
+            )));
+        }
+        db.execute(
+            "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
+            params![change.team_id, change.user_id],
+        )?;
+        let apps = team_apps(db, change.team_id)?;
+        Ok((change, apps))
+    })?;
     if !apps.is_empty() {
         if let Err(reason) = gandalf::grant(ctx, &apps, std::slice::from_ref(&email)) {
-            db.execute(
-                "DELETE FROM team_members WHERE team = ? AND email = ?",
-                params![team.as_str(), email.as_str()],
+            ctx.db()?.execute(
+                "DELETE FROM team_members WHERE team_id = ? AND user_id = ?",
+                params![change.team_id, change.user_id],
             )?;
             return Err(ApiError::bad_gateway(format!(
                 "Failed to grant access to git repositories: {reason}"
@@ -210,48 +244,52 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
 
 /// `DELETE /teams/:team/:user`
 pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
-    let (team, email) = member_change_target(
-        ctx,
-        "You are not authorized to remove a member from the team",
-    )?;
-    let db = ctx.db()?;
-    if members(db, &team)?.len() <= 1 {
-        return Err(ApiError::forbidden(
-            "You can not remove this user from this team, because it is the last user within the team, and a team can not be orphaned",
-        ));
-    }
-    if !db.exists(
-        "SELECT 1 FROM users WHERE email = ?",
-        params![email.as_str()],
-    )? {
-        return Err(ApiError::not_found("User not found"));
-    }
-    if !is_member(db, &team, &email)? {
-        return Err(ApiError::not_found(format!(
-            "User {email} is not in the team {team}."
-        )));
-    }
-    db.execute(
-        "DELETE FROM team_members WHERE team = ? AND email = ?",
-        params![team.as_str(), email.as_str()],
-    )?;
-    // Revoke only the apps the user no longer reaches through another team.
-    let lost: Vec<String> = db
-        .query(
-            "SELECT at.app FROM app_teams at WHERE at.team = ?1 AND NOT EXISTS ( \
-               SELECT 1 FROM app_teams other JOIN team_members m ON m.team = other.team \
-               WHERE other.app = at.app AND m.email = ?2) ORDER BY at.app",
-            params![team.as_str(), email.as_str()],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect();
+    let (team, email) = (ctx.param("team").to_string(), ctx.param("user").to_string());
+    let (change, lost) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let change = member_change(
+            db,
+            ctx,
+            "You are not authorized to remove a member from the team",
+        )?;
+        if change.members.len() <= 1 {
+            return Err(ApiError::forbidden(
+                "You can not remove this user from this team, because it is the last user within the team, and a team can not be orphaned",
+            ));
+        }
+        if change.user_id == 0 {
+            return Err(ApiError::not_found("User not found"));
+        }
+        if !change.members.contains(&change.user_id) {
+            return Err(ApiError::not_found(format!(
+                "User {email} is not in the team {team}."
+            )));
+        }
+        db.execute(
+            "DELETE FROM team_members WHERE team_id = ? AND user_id = ?",
+            params![change.team_id, change.user_id],
+        )?;
+        // Revoke only the apps the user no longer reaches through another team.
+        let lost: Vec<String> = db
+            .query(
+                "SELECT a.name FROM app_teams x JOIN apps a ON a.id = x.app_id WHERE x.team_id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM app_teams o JOIN team_members m ON m.team_id = o.team_id \
+                 WHERE o.app_id = x.app_id AND m.user_id = ?2) ORDER BY a.name",
+                params![change.team_id, change.user_id],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect();
+        Ok((change, lost))
+    })?;
     if !lost.is_empty() {
         if let Err(reason) = gandalf::revoke(ctx, &lost, std::slice::from_ref(&email)) {
-            db.execute(
-                "INSERT OR IGNORE INTO team_members (team, email) VALUES (?, ?)",
-                params![team.as_str(), email.as_str()],
-            )?;
+            let restored = ctx.db()?.execute(
+                "INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)",
+                params![change.team_id, change.user_id],
+            );
+            if let Err(undo) = restored {
+                eprintln!("restoring a membership of team {team} failed: {undo}");
+            }
             return Err(ApiError::bad_gateway(format!(
                 "Failed to revoke access from git repositories: {reason}"
             )));

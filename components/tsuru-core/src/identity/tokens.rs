@@ -1,6 +1,8 @@
 //! Token records in the key-value store (API.md 1.3, 4.2): tokens are stored only as the
-//! SHA-256 of the token; user tokens carry the user's revocation epoch, app tokens the
-//! app's serial. A best-effort index per user lets revocation delete the records.
+//! SHA-256 of the token; user tokens carry the user's id and revocation epoch, app tokens
+//! the app's id. Ids are never reused, so no token of a removed user or app works for a
+//! later one of the same name (API.md 8.2). A best-effort index per user lets revocation
+//! delete the records.
 
 use crate::runtime::error::ApiResult;
 use crate::runtime::kv::Kv;
@@ -15,6 +17,10 @@ pub const APP_TOKEN_SECONDS: i64 = 365 * 86_400;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub kind: String,
+    /// The user's id; absent from user tokens issued before ids existed (schema 4),
+    /// which name only the email and are accepted for the accounts of that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
     pub email: Option<String>,
     pub app: Option<String>,
     pub app_serial: Option<i64>,
@@ -27,18 +33,25 @@ pub(crate) fn token_key(hash: &str) -> String {
     format!("token:{hash}")
 }
 
-fn user_tokens_key(email: &str) -> String {
-    format!("user-tokens:{email}")
+fn user_tokens_key(user_id: i64) -> String {
+    format!("user-tokens:{user_id}")
 }
 
 /// Issues a user token valid for `days`; also prunes the user's token index of records
 /// that are gone or expired, so the index stays as small as the live tokens.
-pub fn issue_user_token(kv: &Kv, email: &str, epoch: i64, days: i64) -> ApiResult<String> {
+pub fn issue_user_token(
+    kv: &Kv,
+    user_id: i64,
+    email: &str,
+    epoch: i64,
+    days: i64,
+) -> ApiResult<String> {
     let token = new_token()?;
     let hash = sha256_hex(token.as_bytes());
     let now = now_unix();
     let record = TokenRecord {
         kind: "user".into(),
+        user_id: Some(user_id),
         email: Some(email.to_string()),
         app: None,
         app_serial: None,
@@ -47,7 +60,7 @@ pub fn issue_user_token(kv: &Kv, email: &str, epoch: i64, days: i64) -> ApiResul
         expires: now + days * 86_400,
     };
     kv.set_json(&token_key(&hash), &record)?;
-    let index_key = user_tokens_key(email);
+    let index_key = user_tokens_key(user_id);
     let mut index = kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default();
     // The index is in issue order, so expired records are at its front: prune up to the
     // first live one (reading every record would cost each login one key-value read per
@@ -91,6 +104,7 @@ pub fn store_app_token(
     let now = now_unix();
     let record = TokenRecord {
         kind: "app".into(),
+        user_id: None,
         email: None,
         app: Some(app.to_string()),
         app_serial: serial,
@@ -110,8 +124,8 @@ pub fn delete_token(kv: &Kv, token: &str) -> ApiResult<()> {
 /// Deletes the records listed in the user's token index, except `keep` (a token hash).
 /// Call after the user's `token_epoch` was incremented: the epoch is what makes the
 /// revocation certain; this only cleans up.
-pub fn delete_user_token_records(kv: &Kv, email: &str, keep: Option<&str>) -> ApiResult<()> {
-    let index_key = user_tokens_key(email);
+pub fn delete_user_token_records(kv: &Kv, user_id: i64, keep: Option<&str>) -> ApiResult<()> {
+    let index_key = user_tokens_key(user_id);
     let hashes = kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default();
     for hash in &hashes {
         if Some(hash.as_str()) != keep {
@@ -146,15 +160,15 @@ mod tests {
         use crate::runtime::kv::memory::MemoryKv;
         let store = MemoryKv::default();
         let kv = Kv::new(Box::new(store.clone()));
-        let t1 = issue_user_token(&kv, "a@b.com", 0, 7).unwrap();
-        let t2 = issue_user_token(&kv, "a@b.com", 0, 7).unwrap();
+        let t1 = issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap();
+        let t2 = issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap();
         let h1 = sha256_hex(t1.as_bytes());
         let h2 = sha256_hex(t2.as_bytes());
-        let index: Vec<String> = kv.get_json("user-tokens:a@b.com").unwrap().unwrap();
+        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
         assert_eq!(index, vec![h1.clone(), h2.clone()]);
         // The raw token is never stored.
         assert!(store.0.borrow().keys().all(|k| !k.contains(&t1)));
-        delete_user_token_records(&kv, "a@b.com", Some(&h2)).unwrap();
+        delete_user_token_records(&kv, 1, Some(&h2)).unwrap();
         assert!(kv
             .get_json::<TokenRecord>(&format!("token:{h1}"))
             .unwrap()
@@ -164,8 +178,8 @@ mod tests {
             .unwrap()
             .is_some());
         // A login at a newer epoch drops records of the old epoch from the index.
-        issue_user_token(&kv, "a@b.com", 1, 7).unwrap();
-        let index: Vec<String> = kv.get_json("user-tokens:a@b.com").unwrap().unwrap();
+        issue_user_token(&kv, 1, "a@b.com", 1, 7).unwrap();
+        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
         assert_eq!(index.len(), 1);
         assert!(kv
             .get_json::<TokenRecord>(&format!("token:{h2}"))
@@ -178,7 +192,7 @@ mod tests {
         use crate::runtime::kv::memory::MemoryKv;
         let kv = Kv::new(Box::new(MemoryKv::default()));
         let tokens: Vec<String> = (0..4)
-            .map(|_| issue_user_token(&kv, "a@b.com", 0, 7).unwrap())
+            .map(|_| issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap())
             .collect();
         let hashes: Vec<String> = tokens.iter().map(|t| sha256_hex(t.as_bytes())).collect();
         let key = |hash: &str| format!("token:{hash}");
@@ -187,8 +201,12 @@ mod tests {
         expired.expires = 0;
         kv.set_json(&key(&hashes[0]), &expired).unwrap();
         delete_token(&kv, &tokens[2]).unwrap();
-        let newest = sha256_hex(issue_user_token(&kv, "a@b.com", 0, 7).unwrap().as_bytes());
-        let index: Vec<String> = kv.get_json("user-tokens:a@b.com").unwrap().unwrap();
+        let newest = sha256_hex(
+            issue_user_token(&kv, 1, "a@b.com", 0, 7)
+                .unwrap()
+                .as_bytes(),
+        );
+        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
         assert_eq!(
             index,
             vec![

@@ -1,5 +1,7 @@
-//! User accounts (API.md 3.7): registration with the admin bootstrap, login, logout,
-//! password change and reset, and account removal.
+//! User accounts (API.md 3.7): registration with the admin bootstrap, password change,
+//! and account removal. A user is its row's id, never reused: removing an account
+//! removes its keys, memberships and quota with it (foreign keys), and registering the
+//! email again makes a new account that no old token, key or reset token reaches (8.2).
 
 use crate::identity::access;
 use crate::identity::passwords::{self, is_valid_password, PASSWORD_MESSAGE};
@@ -13,26 +15,17 @@ use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::router::{Access, TokenUse};
 use crate::runtime::secrets::sha256_hex;
-use crate::runtime::time::{now_rfc3339, now_unix};
+use crate::runtime::time::now_rfc3339;
 use crate::upstream::gandalf;
-use crate::upstream::mailer;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 
-/// Reset tokens are valid for 24 hours (API.md 3.7).
-const RESET_TOKEN_SECONDS: i64 = 86_400;
-
-fn invalid_email() -> ApiError {
+pub(crate) fn invalid_email() -> ApiError {
     ApiError::bad_request("Invalid email.")
 }
 
 pub(crate) fn user_not_found() -> ApiError {
     ApiError::not_found("User not found")
-}
-
-pub(crate) fn user_exists(db: &Db, email: &str) -> ApiResult<bool> {
-    Ok(db.exists("SELECT 1 FROM users WHERE email = ?", params![email])?)
 }
 
 /// The access of `POST /users`: the Authorization header is read only by the gate.
@@ -47,7 +40,11 @@ fn registration_gate(ctx: &mut Ctx) -> ApiResult<()> {
     if ctx.config.user_registration()? {
         return Ok(());
     }
-    if !ctx.db()?.exists("SELECT 1 FROM users LIMIT 1", &[])? {
+    let any_user = ctx.db()?.query_first(
+        "SELECT v.user_version, EXISTS (SELECT 1 FROM users) FROM pragma_user_version v",
+        &[],
+    )?;
+    if !any_user.first().is_some_and(|r| r.bool(1)) {
         return Ok(());
     }
     let disabled = || ApiError::forbidden("User registration is disabled.");
@@ -75,6 +72,16 @@ struct Registration {
     keys: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
 }
 
+/// What one registration writes.
+struct NewUser<'a> {
+    email: &'a str,
+    hash: String,
+    keys: Vec<(String, String)>,
+    quota: Option<i64>,
+    admin_team: Option<String>,
+    admin_email: Option<String>,
+}
+
 /// `POST /users`
 pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
     let body: Registration = ctx.json_object("Invalid JSON in request body.")?;
@@ -95,74 +102,36 @@ pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
     if !is_valid_password(&password) {
         return Err(ApiError::bad_request(PASSWORD_MESSAGE));
     }
-    let already = || ApiError::conflict("This email is already registered");
     let db = ctx.db()?;
-    if user_exists(db, &email)? {
-        return Err(already());
+    // Refused before hashing, the slow part; the transaction checks again.
+    let taken = db.query_first(
+        "SELECT v.user_version, u.id FROM pragma_user_version v LEFT JOIN users u ON u.email = ?",
+        params![email.as_str()],
+    )?;
+    if taken.first().and_then(|r| r.opt_int(1)).is_some() {
+        return Err(already_registered());
     }
-    // Hash before taking the write lock: it is the slow part.
-    let hash = passwords::hash(&password)?;
-    let quota = ctx.config.quota_apps_per_user()?;
-    let admin_team = ctx.config.admin_team();
-    let admin_email = ctx.config.admin_email();
-    let now = now_rfc3339();
-    let named_keys: Vec<(String, String)> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, content)| (format!("{email}-{}", i + 1), content.clone()))
-        .collect();
-    let created_admin_team = db.transaction(|db| -> ApiResult<Option<String>> {
-        let first_user = !db.exists("SELECT 1 FROM users LIMIT 1", &[])?;
-        let inserted = db.execute(
-            "INSERT INTO users (email, password_hash, token_epoch, next_key, created_at) VALUES (?, ?, 0, ?, ?)",
-            params![email.as_str(), hash.as_str(), named_keys.len() as i64 + 1, now.as_str()],
-        );
-        match inserted {
-            Err(e) if e.is_unique_violation() => return Err(already()),
-            other => other?,
+    let mut named_keys: Vec<(String, String)> = Vec::new();
+    for content in keys {
+        // The same key twice in one registration is kept once.
+        if !named_keys.iter().any(|(_, c)| *c == content) {
+            named_keys.push((format!("{email}-{}", named_keys.len() + 1), content));
         }
-        if let Some(limit) = quota {
-            db.execute(
-                "INSERT OR REPLACE INTO quotas (owner, \"limit\") VALUES (?, ?)",
-                params![email.as_str(), limit],
-            )?;
-        }
-        for (name, content) in &named_keys {
-            let inserted = db.execute(
-                "INSERT INTO user_keys (email, name, content) VALUES (?, ?, ?)",
-                params![email.as_str(), name.as_str(), content.as_str()],
-            );
-            match inserted {
-                // The same key twice in one registration is kept once.
-                Err(e) if e.is_unique_violation() => {}
-                other => other?,
-            }
-        }
-        let Some(team) = &admin_team else {
-            return Ok(None);
-        };
-        let qualifies = match &admin_email {
-            Some(admin) => *admin == email,
-            None => first_user,
-        };
-        if !qualifies || db.exists("SELECT 1 FROM teams WHERE name = ?", params![team.as_str()])? {
-            return Ok(None);
-        }
-        db.execute(
-            "INSERT INTO teams (name, created_at) VALUES (?, ?)",
-            params![team.as_str(), now.as_str()],
-        )?;
-        db.execute(
-            "INSERT INTO team_members (team, email) VALUES (?, ?)",
-            params![team.as_str(), email.as_str()],
-        )?;
-        Ok(Some(team.clone()))
-    })?;
-    if let Err(reason) = gandalf::create_user(ctx, &email, &named_keys) {
-        db.transaction(|db| -> ApiResult<()> {
-            delete_user_rows(db, &email)?;
-            if let Some(team) = &created_admin_team {
-                db.execute("DELETE FROM teams WHERE name = ?", params![team.as_str()])?;
+    }
+    let user = NewUser {
+        email: &email,
+        hash: passwords::hash(&password)?,
+        keys: named_keys,
+        quota: ctx.config.quota_apps_per_user()?,
+        admin_team: ctx.config.admin_team(),
+        admin_email: ctx.config.admin_email(),
+    };
+    let (id, admin_team_id) = db.transaction(|db| insert_user(db, &user))?;
+    if let Err(reason) = gandalf::create_user(ctx, &email, &user.keys) {
+        ctx.db()?.transaction(|db| -> ApiResult<()> {
+            db.execute("DELETE FROM users WHERE id = ?", params![id])?;
+            if let Some(team) = admin_team_id {
+                db.execute("DELETE FROM teams WHERE id = ?", params![team])?;
             }
             Ok(())
         })?;
@@ -174,58 +143,63 @@ pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
-/// Deletes a user's own rows: memberships, keys, quota and the account.
-fn delete_user_rows(db: &Db, email: &str) -> ApiResult<()> {
-    for sql in [
-        "DELETE FROM team_members WHERE email = ?",
-        "DELETE FROM user_keys WHERE email = ?",
-        "DELETE FROM quota_items WHERE owner = ?",
-        "DELETE FROM quotas WHERE owner = ?",
-        "DELETE FROM users WHERE email = ?",
-    ] {
-        db.execute(sql, params![email])?;
-    }
-    Ok(())
+fn already_registered() -> ApiError {
+    ApiError::conflict("This email is already registered")
 }
 
-/// `POST /users/:email/tokens`
-pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
-    let body: HashMap<String, String> = ctx.json_body("Invalid JSON")?;
-    let Some(given) = body.get("password") else {
-        return Err(ApiError::bad_request(
-            "You must provide a password to login",
-        ));
+/// Side effect 1 of `POST /users`: the user, their quota and keys, and the admin team
+/// when this registration bootstraps it (API.md 1.3). Returns the user's id and the id of
+/// the admin team it created.
+fn insert_user(db: &Db, user: &NewUser) -> ApiResult<(i64, Option<i64>)> {
+    let first_user = !db.exists("SELECT 1 FROM users LIMIT 1", &[])?;
+    let inserted = db.query(
+        "INSERT INTO users (email, password_hash, token_epoch, next_key, created_at) \
+         VALUES (?, ?, 0, ?, ?) RETURNING id",
+        params![
+            user.email,
+            user.hash.as_str(),
+            user.keys.len() as i64 + 1,
+            now_rfc3339()
+        ],
+    );
+    let id = match inserted {
+        Err(e) if e.is_unique_violation() => return Err(already_registered()),
+        other => other?.first().map_or(0, |r| r.int(0)),
     };
-    let email = ctx.param("email").to_string();
-    if !is_email(&email) {
-        return Err(invalid_email());
+    if let Some(limit) = user.quota {
+        db.execute(
+            "INSERT INTO quotas (user_id, \"limit\") VALUES (?, ?)",
+            params![id, limit],
+        )?;
     }
-    let db = ctx.db()?;
-    let row = db
-        .query_opt(
-            "SELECT password_hash, token_epoch FROM users WHERE email = ?",
-            params![email.as_str()],
+    for (name, content) in &user.keys {
+        db.execute(
+            "INSERT INTO user_keys (user_id, name, content) VALUES (?, ?, ?)",
+            params![id, name.as_str(), content.as_str()],
+        )?;
+    }
+    let Some(team) = &user.admin_team else {
+        return Ok((id, None));
+    };
+    let qualifies = match &user.admin_email {
+        Some(admin) => admin == user.email,
+        None => first_user,
+    };
+    if !qualifies || db.exists("SELECT 1 FROM teams WHERE name = ?", params![team.as_str()])? {
+        return Ok((id, None));
+    }
+    let team_id = db
+        .query(
+            "INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id",
+            params![team.as_str(), now_rfc3339()],
         )?
-        .ok_or_else(user_not_found)?;
-    if !is_valid_password(given) {
-        return Err(ApiError::bad_request(PASSWORD_MESSAGE));
-    }
-    if !passwords::verify(given, &row.text(0)) {
-        return Err(ApiError::unauthorized(
-            "Authentication failed, wrong password.",
-        ));
-    }
-    let days = ctx.config.token_expire_days()?;
-    let token = tokens::issue_user_token(ctx.kv()?, &email, row.int(1), days)?;
-    audit::record_as(ctx, &email, "login", &email, json!({}));
-    Ok(Response::json(&json!({ "token": token })))
-}
-
-/// `DELETE /users/tokens`: revokes the presented token.
-pub fn logout(ctx: &mut Ctx) -> ApiResult<Response> {
-    let token = access::bearer_token(ctx.req.header("authorization"))?;
-    tokens::delete_token(ctx.kv()?, token)?;
-    Ok(Response::empty())
+        .first()
+        .map_or(0, |r| r.int(0));
+    db.execute(
+        "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
+        params![team_id, id],
+    )?;
+    Ok((id, Some(team_id)))
 }
 
 #[derive(Deserialize)]
@@ -245,12 +219,12 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
             ))
         }
     };
-    let email = ctx.user()?.email.clone();
+    let user_id = ctx.user()?.id;
     let db = ctx.db()?;
     let current = db
         .query_opt(
-            "SELECT password_hash FROM users WHERE email = ?",
-            params![email.as_str()],
+            "SELECT password_hash FROM users WHERE id = ?",
+            params![user_id],
         )?
         .ok_or_else(ApiError::invalid_token)?;
     if !is_valid_password(&old) || !passwords::verify(&old, &current.text(0)) {
@@ -262,113 +236,49 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(ApiError::bad_request(PASSWORD_MESSAGE));
     }
     let hash = passwords::hash(&new)?;
-    let epoch = db.transaction(|db| -> ApiResult<i64> {
-        db.execute(
-            "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE email = ?",
-            params![hash.as_str(), email.as_str()],
-        )?;
-        Ok(db
-            .query_opt(
-                "SELECT token_epoch FROM users WHERE email = ?",
-                params![email.as_str()],
-            )?
-            .map_or(0, |r| r.int(0)))
-    })?;
+    let epoch = db
+        .query_opt(
+            "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE id = ? \
+             RETURNING token_epoch",
+            params![hash.as_str(), user_id],
+        )?
+        .ok_or_else(ApiError::invalid_token)?
+        .int(0);
     // Every other token is revoked by the new epoch; the caller's own token is carried
     // over so the caller stays logged in (API.md 1.3, 4.2).
     let presented = access::bearer_token(ctx.req.header("authorization"))?.to_string();
     let kv = ctx.kv()?;
     tokens::carry_token_to_epoch(kv, &presented, epoch)?;
-    tokens::delete_user_token_records(kv, &email, Some(&sha256_hex(presented.as_bytes())))?;
-    audit::record(ctx, "change-password", &email, json!({}));
+    tokens::delete_user_token_records(kv, user_id, Some(&sha256_hex(presented.as_bytes())))?;
+    audit::record(ctx, "change-password", &ctx.user()?.email, json!({}));
     Ok(Response::empty())
 }
 
-#[derive(Serialize, Deserialize)]
-struct ResetRecord {
-    email: String,
-    creation: i64,
-}
+const LAST_MEMBER_OF: &str =
+    "SELECT t.name FROM team_members m JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 \
+     AND NOT EXISTS (SELECT 1 FROM team_members o WHERE o.team_id = m.team_id AND o.user_id <> ?1) \
+     ORDER BY t.name LIMIT 1";
 
-fn reset_key(token: &str) -> String {
-    format!("reset:{}", sha256_hex(token.as_bytes()))
-}
-
-/// `POST /users/:email/password[?token=]`: mails a reset token, or with a valid token
-/// mails a new password and only then stores it (API.md 3.7, 7.12).
-pub fn reset_password(ctx: &mut Ctx) -> ApiResult<Response> {
-    let email = ctx.param("email").to_string();
-    if !is_email(&email) {
-        return Err(invalid_email());
+fn last_member_of(db: &Db, user_id: i64) -> ApiResult<()> {
+    if let Some(team) = db.query_opt(LAST_MEMBER_OF, params![user_id])? {
+        return Err(ApiError::forbidden(format!(
+            "This user is the last member of the team \"{}\", so it cannot be removed.\n\nPlease remove the team, then remove the user.",
+            team.text(0)
+        )));
     }
-    if !user_exists(ctx.db()?, &email)? {
-        return Err(user_not_found());
-    }
-    let mail_failed =
-        |reason: String| ApiError::bad_gateway(format!("Failed to send e-mail: {reason}"));
-    let kv = ctx.kv()?;
-    let Some(token) = ctx.req.query_param("token").map(str::to_string) else {
-        let token = crate::runtime::secrets::new_token()?;
-        kv.set_json(
-            &reset_key(&token),
-            &ResetRecord {
-                email: email.clone(),
-                creation: now_unix(),
-            },
-        )?;
-        let body = format!(
-            "Someone, hopefully you, asked to reset your tsuru password.\n\nUse this token to reset it: {token}\n\nIt is valid for 24 hours."
-        );
-        if let Err(reason) = mailer::send(ctx, &email, "[Tsuru] Password reset process", &body) {
-            kv.delete(&reset_key(&token))?;
-            return Err(mail_failed(reason));
-        }
-        audit::record_as(ctx, &email, "reset-password-gen-token", &email, json!({}));
-        return Ok(Response::empty());
-    };
-    let valid = kv
-        .get_json::<ResetRecord>(&reset_key(&token))?
-        .is_some_and(|r| r.email == email && now_unix() - r.creation < RESET_TOKEN_SECONDS);
-    if !valid {
-        return Err(ApiError::forbidden("Invalid token"));
-    }
-    let new_password = passwords::generate()?;
-    let body = format!("Your tsuru password has been reset. Your new password is: {new_password}");
-    mailer::send(ctx, &email, "[Tsuru] Password successfuly redefined", &body)
-        .map_err(mail_failed)?;
-    let hash = passwords::hash(&new_password)?;
-    ctx.db()?.execute(
-        "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE email = ?",
-        params![hash.as_str(), email.as_str()],
-    )?;
-    kv.delete(&reset_key(&token))?;
-    tokens::delete_user_token_records(kv, &email, None)?;
-    audit::record_as(ctx, &email, "reset-password", &email, json!({}));
-    Ok(Response::empty())
+    Ok(())
 }
 
 /// `DELETE /users`: removes the caller's account (API.md 3.7).
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let user = ctx.user()?.clone();
     let db = ctx.db()?;
-    for team in &user.teams {
-        let members = db
-            .query_opt(
-                "SELECT COUNT(*) FROM team_members WHERE team = ?",
-                params![team.as_str()],
-            )?
-            .map_or(0, |r| r.int(0));
-        if members <= 1 {
-            return Err(ApiError::forbidden(format!(
-                "This user is the last member of the team \"{team}\", so it cannot be removed.\n\nPlease remove the team, then remove the user."
-            )));
-        }
-    }
+    last_member_of(db, user.id)?;
     let apps: Vec<String> = db
         .query(
-            "SELECT DISTINCT at.app FROM app_teams at JOIN team_members m ON m.team = at.team \
-             WHERE m.email = ? ORDER BY at.app",
-            params![user.email.as_str()],
+            "SELECT DISTINCT a.name FROM team_members m JOIN app_teams x ON x.team_id = m.team_id \
+             JOIN apps a ON a.id = x.app_id WHERE m.user_id = ? ORDER BY a.name",
+            params![user.id],
         )?
         .iter()
         .map(|r| r.text(0))
@@ -381,20 +291,49 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
             ))
         })?;
     }
-    if let Err(reason) = gandalf::remove_user(ctx, &user.email) {
+    let restore_git_access = || {
         if !apps.is_empty() {
             if let Err(undo) = gandalf::grant(ctx, &apps, &users) {
                 eprintln!("undo of repository revoke for a user failed: {undo}");
             }
         }
+    };
+    if let Err(reason) = gandalf::remove_user(ctx, &user.email) {
+        restore_git_access();
         return Err(ApiError::bad_gateway(format!(
             "Failed to remove the user from the git server: {reason}"
         )));
     }
-    db.transaction(|db| delete_user_rows(db, &user.email))?;
-    tokens::delete_user_token_records(ctx.kv()?, &user.email, None)?;
-    audit::record(ctx, "remove-user", &user.email, json!({}));
+    // The last-member check holds until the row is gone: a teammate leaving meanwhile
+    // cannot orphan a team. Keys, memberships and quota go with the row.
+    let removed = ctx.db()?.transaction(|db| -> ApiResult<()> {
+        last_member_of(db, user.id)?;
+        db.execute("DELETE FROM users WHERE id = ?", params![user.id])?;
+        audit::record_in(db, &user.email, "remove-user", &user.email, json!({}));
+        Ok(())
+    });
+    if let Err(e) = removed {
+        let keys = user_keys(ctx.db()?, user.id).unwrap_or_default();
+        if let Err(undo) = gandalf::create_user(ctx, &user.email, &keys) {
+            eprintln!("undo of a git server user removal failed: {undo}");
+        }
+        restore_git_access();
+        return Err(e);
+    }
+    tokens::delete_user_token_records(ctx.kv()?, user.id, None)?;
     Ok(Response::empty())
+}
+
+/// A user's SSH keys, name and content, by name.
+pub(crate) fn user_keys(db: &Db, user_id: i64) -> ApiResult<Vec<(String, String)>> {
+    Ok(db
+        .query(
+            "SELECT name, content FROM user_keys WHERE user_id = ? ORDER BY name",
+            params![user_id],
+        )?
+        .iter()
+        .map(|r| (r.text(0), r.text(1)))
+        .collect())
 }
 
 /// `^([^@\s]+)@((?:[-a-z0-9]+\.)+[a-z]{2,})$` (API.md 3.7).

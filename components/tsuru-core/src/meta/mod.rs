@@ -1,24 +1,44 @@
-//! Health check and the OpenAPI document (API.md 3.10).
+//! Health check, the OpenAPI document and the JSON Schemas of the 2014 server (API.md
+//! 3.10, 9.5). The documents are files of this folder, embedded at build time.
 
 use crate::runtime::context::Ctx;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 
-/// `SELECT 1` on SQLite: proves the database answers.
+/// Proves the database answers, with one statement that is also the schema check.
 pub fn healthcheck(ctx: &mut Ctx) -> ApiResult<Response> {
-    let healthy = ctx
-        .db()
-        .and_then(|db| db.execute("SELECT 1", &[]).map_err(ApiError::from));
+    let healthy = ctx.db().and_then(|db| {
+        db.query_first("SELECT user_version FROM pragma_user_version", &[])
+            .map_err(ApiError::from)
+    });
     match healthy {
-        Ok(()) => Ok(Response::text("WORKING")),
+        Ok(_) => Ok(Response::text("WORKING")),
         Err(_) => Err(ApiError::new(500, "database unavailable")),
     }
 }
 
-/// The OpenAPI 3.1 document, kept in the repository and embedded at build time.
-pub fn openapi(_ctx: &mut Ctx) -> ApiResult<Response> {
-    let document = include_bytes!("openapi.json");
-    Ok(Response::empty()
+fn json_document(document: &[u8]) -> Response {
+    Response::empty()
         .header("content-type", "application/json")
-        .body(document.to_vec()))
+        .body(document.to_vec())
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document.
+pub fn openapi(_ctx: &mut Ctx) -> ApiResult<Response> {
+    Ok(json_document(include_bytes!("openapi.json")))
+}
+
+/// `GET /schema/app`: the app object (API.md 3.1), as JSON Schema draft 4.
+pub fn app_schema(_ctx: &mut Ctx) -> ApiResult<Response> {
+    Ok(json_document(include_bytes!("schemas/app.json")))
+}
+
+/// `GET /schema/service`: one item of `GET /services/:service`.
+pub fn service_schema(_ctx: &mut Ctx) -> ApiResult<Response> {
+    Ok(json_document(include_bytes!("schemas/service.json")))
+}
+
+/// `GET /schema/services`: the list of `GET /services`.
+pub fn services_schema(_ctx: &mut Ctx) -> ApiResult<Response> {
+    Ok(json_document(include_bytes!("schemas/services.json")))
 }

@@ -4,6 +4,7 @@
 use crate::params;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
+use crate::runtime::db::Db;
 use crate::runtime::time::now_rfc3339;
 
 /// The actor of an event: the user's email, or `app:<name>` for an app token.
@@ -22,14 +23,21 @@ pub fn record(ctx: &Ctx, action: &str, target: &str, extra: serde_json::Value) {
 }
 
 pub fn record_as(ctx: &Ctx, actor: &str, action: &str, target: &str, extra: serde_json::Value) {
-    let result = ctx.db().and_then(|db| {
-        db.execute(
-            "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)",
-            params![now_rfc3339(), actor, action, target, extra.to_string()],
-        )
-        .map_err(Into::into)
-    });
-    if let Err(e) = result {
+    match ctx.db() {
+        Ok(db) => record_in(db, actor, action, target, extra),
+        Err(e) => eprintln!("audit {action} {target}: {e}"),
+    }
+}
+
+/// Records an event with the caller's writes, inside their transaction: one commit for
+/// both. A failed insert is reported and leaves the caller's writes alone (SQLite undoes
+/// only the failed statement).
+pub fn record_in(db: &Db, actor: &str, action: &str, target: &str, extra: serde_json::Value) {
+    let inserted = db.execute(
+        "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)",
+        params![now_rfc3339(), actor, action, target, extra.to_string()],
+    );
+    if let Err(e) = inserted {
         eprintln!("audit {action} {target}: {e}");
     }
 }

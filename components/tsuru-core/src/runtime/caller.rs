@@ -3,6 +3,8 @@
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// Never reused: a user registered again with the same email gets a new id.
+    pub id: i64,
     pub email: String,
     /// Teams listing the user as a member, sorted by name.
     pub teams: Vec<String>,
@@ -19,6 +21,8 @@ impl User {
 pub struct AppCaller {
     /// The app (or client) name the token was issued for.
     pub app: String,
+    /// The app's id; `None` for a system token (any client name, e.g. the git hook's).
+    pub id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

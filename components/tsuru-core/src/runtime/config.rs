@@ -98,11 +98,42 @@ impl Config {
     }
 
     pub fn platforms(&self) -> Vec<String> {
-        self.raw("platforms")
-            .split(',')
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect()
+        parse_platforms(&self.raw("platforms"))
+    }
+
+    /// `log_retention`: log entries kept per app, 100..=1000000; empty means 10000.
+    pub fn log_retention(&self) -> ApiResult<i64> {
+        let raw = self.raw("log_retention");
+        if raw.is_empty() {
+            return Ok(10_000);
+        }
+        match raw.parse::<i64>() {
+            Ok(n) if (100..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid_variable("log_retention")),
+        }
+    }
+
+    /// `service_hosts`: the host patterns service endpoints may name (API.md 8.3), lower
+    /// case; empty means any host. A pattern is a host name, or `*.` and a domain.
+    pub fn service_hosts(&self) -> ApiResult<Vec<String>> {
+        let mut patterns = Vec::new();
+        for item in self.raw("service_hosts").split(',') {
+            let item = item.trim().to_ascii_lowercase();
+            if item.is_empty() {
+                continue;
+            }
+            let host = item.strip_prefix("*.").unwrap_or(&item);
+            let valid = !host.is_empty()
+                && !host.contains('*')
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']')
+                });
+            if !valid {
+                return Err(ApiError::invalid_variable("service_hosts"));
+            }
+            patterns.push(item);
+        }
+        Ok(patterns)
     }
 
     pub fn quota_apps_per_user(&self) -> ApiResult<Option<i64>> {
@@ -122,6 +153,14 @@ impl Config {
             },
         }
     }
+}
+
+/// `platforms`: comma-separated names, spaces and empty items ignored.
+pub fn parse_platforms(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -146,6 +185,8 @@ mod tests {
         assert_eq!(c.admin_team(), None);
         assert_eq!(c.quota_apps_per_user().unwrap(), None);
         assert!(c.healers().unwrap().is_empty());
+        assert_eq!(c.log_retention().unwrap(), 10_000);
+        assert!(c.service_hosts().unwrap().is_empty());
     }
 
     #[test]
@@ -156,6 +197,8 @@ mod tests {
             ("healers", " a=http://x/1 , ,b=http://y/2"),
             ("platforms", "python, go,,"),
             ("quota_units_per_app", "0"),
+            ("log_retention", "100"),
+            ("service_hosts", " *.Internal , mysql-api.example.com,"),
         ]);
         assert!(!c.user_registration().unwrap());
         assert_eq!(c.token_expire_days().unwrap(), 30);
@@ -168,6 +211,11 @@ mod tests {
         );
         assert_eq!(c.platforms(), vec!["python", "go"]);
         assert_eq!(c.quota_units_per_app().unwrap(), Some(0));
+        assert_eq!(c.log_retention().unwrap(), 100);
+        assert_eq!(
+            c.service_hosts().unwrap(),
+            vec!["*.internal", "mysql-api.example.com"]
+        );
     }
 
     #[test]
@@ -177,6 +225,8 @@ mod tests {
             ("token_expire_days", "0"),
             ("quota_apps_per_user", "-1"),
             ("healers", "noequals"),
+            ("log_retention", "99"),
+            ("service_hosts", "a.*.b"),
         ]);
         assert_eq!(
             c.user_registration().unwrap_err().message,
@@ -185,5 +235,7 @@ mod tests {
         assert_eq!(c.token_expire_days().unwrap_err().status, 500);
         assert!(c.quota_apps_per_user().is_err());
         assert!(c.healers().is_err());
+        assert!(c.log_retention().is_err());
+        assert!(c.service_hosts().is_err());
     }
 }

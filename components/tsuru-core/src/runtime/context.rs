@@ -1,13 +1,13 @@
 //! The per-request context a route handler works with: the request, its path
-//! parameters, the caller, and lazily opened stores (at most one SQLite open and one
-//! migration check per request, and only for routes that touch the database).
+//! parameters, the caller, and lazily opened stores (SQLite opened by the first
+//! statement, again only after an outbound call; one schema check per request).
 
 use crate::runtime::caller::{Caller, User};
-use crate::runtime::config::Config;
-use crate::runtime::db::{Db, SqlBackend};
+use crate::runtime::config::{parse_platforms, Config};
+use crate::runtime::db::{Db, DbError, SchemaCheck, SqlBackend};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::kv::{Kv, KvBackend};
-use crate::runtime::outbound::{OutboundRequest, OutboundResponse};
+use crate::runtime::outbound::{OpenReply, OutboundRequest, OutboundResponse};
 use crate::runtime::request::Request;
 use crate::runtime::schema;
 use crate::runtime::time::now_rfc3339;
@@ -19,7 +19,8 @@ pub trait Platform {
     fn open_db(&self) -> Result<Box<dyn SqlBackend>, String>;
     fn open_kv(&self) -> Result<Box<dyn KvBackend>, String>;
     fn variable(&self, name: &str) -> Option<String>;
-    fn send(&self, request: &OutboundRequest) -> Result<OutboundResponse, String>;
+    /// Sends an outbound request; the reply's body is read from what it returns.
+    fn open(&self, request: &OutboundRequest) -> Result<OpenReply, String>;
 }
 
 pub struct Ctx {
@@ -62,22 +63,27 @@ impl Ctx {
             .map_or("", |(_, v)| v.as_str())
     }
 
-    /// The request's SQLite connection, opened and migrated on first use.
+    /// The request's database. Its connection opens with the first statement, and the
+    /// schema is checked once per request (see `Db::query_first`).
     pub fn db(&self) -> ApiResult<&Db> {
-        if let Some(db) = self.db.get() {
-            return Ok(db);
-        }
-        let backend = self
-            .platform
-            .open_db()
-            .map_err(|e| ApiError::internal(format!("sqlite open: {e}")))?;
-        let db = Db::new(backend);
-        // The common case costs one `PRAGMA user_version`; the seed platforms are read
-        // only when a migration is due.
-        if !schema::is_current(&db)? {
-            schema::migrate(&db, &self.config.platforms(), &now_rfc3339())?;
-        }
-        Ok(self.db.get_or_init(|| db))
+        let platform = self.platform;
+        Ok(self.db.get_or_init(|| {
+            let seed_platforms =
+                move || parse_platforms(&platform.variable("platforms").unwrap_or_default());
+            Db::new(
+                Box::new(move || {
+                    platform
+                        .open_db()
+                        .map_err(|e| DbError(format!("open: {e}")))
+                }),
+                SchemaCheck {
+                    latest: schema::LATEST_VERSION,
+                    migrate: Box::new(move |db| {
+                        schema::migrate(db, &seed_platforms, &now_rfc3339())
+                    }),
+                },
+            )
+        }))
     }
 
     /// The key-value store, opened on first use.
@@ -93,8 +99,23 @@ impl Ctx {
     }
 
     /// Sends an outbound HTTP request; `Err` carries a short transport-failure description.
+    /// The database connection is closed first: a remote database drops a connection left
+    /// idle for the length of a slow call, so the next statement opens a fresh one.
     pub fn send(&self, request: &OutboundRequest) -> Result<OutboundResponse, String> {
-        self.platform.send(request)
+        self.open(request)?.read_all()
+    }
+
+    /// Like [`Ctx::send`], for a reply whose body is read as it arrives (a deploy's output).
+    pub fn open(&self, request: &OutboundRequest) -> Result<OpenReply, String> {
+        self.release_db();
+        self.platform.open(request)
+    }
+
+    /// Closes the database connection, if one is open (see [`Ctx::send`]).
+    pub fn release_db(&self) {
+        if let Some(db) = self.db.get() {
+            db.release();
+        }
     }
 
     /// The authenticated caller; routes with auth level `none` have none.
@@ -173,7 +194,7 @@ pub mod fake {
         fn variable(&self, name: &str) -> Option<String> {
             self.vars.get(name).cloned()
         }
-        fn send(&self, _request: &OutboundRequest) -> Result<OutboundResponse, String> {
+        fn open(&self, _request: &OutboundRequest) -> Result<OpenReply, String> {
             Err("no network in unit tests".into())
         }
     }

@@ -1,7 +1,9 @@
-//! SQLite access: one connection per request, parameterized statements only, write
-//! transactions with `BEGIN IMMEDIATE`, and the versioned schema migration.
+//! SQLite access: one connection at a time per request, opened on first use and again
+//! after an outbound call; parameterized statements only; write transactions with
+//! `BEGIN IMMEDIATE`; the schema checked once per request (see `schema`).
 
 use crate::runtime::error::ApiError;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 /// A SQLite value, as Spin's `sqlite` interface carries it.
@@ -32,6 +34,11 @@ impl From<&String> for Value {
 impl From<i64> for Value {
     fn from(i: i64) -> Self {
         Value::Integer(i)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Self {
+        Value::Real(f)
     }
 }
 impl From<bool> for Value {
@@ -77,6 +84,13 @@ impl Row {
             _ => None,
         }
     }
+    pub fn real(&self, i: usize) -> f64 {
+        match self.0.get(i) {
+            Some(Value::Real(f)) => *f,
+            Some(Value::Integer(n)) => *n as f64,
+            _ => 0.0,
+        }
+    }
     pub fn bool(&self, i: usize) -> bool {
         self.int(i) != 0
     }
@@ -90,6 +104,10 @@ pub struct DbError(pub String);
 impl DbError {
     pub fn is_unique_violation(&self) -> bool {
         self.0.contains("UNIQUE constraint failed") || self.0.contains("PRIMARY KEY")
+    }
+    /// A row refers to a parent that no longer exists (a concurrent removal).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.0.contains("FOREIGN KEY constraint failed")
     }
     fn is_busy(&self) -> bool {
         self.0.contains("database is locked") || self.0.contains("database table is locked")
@@ -120,25 +138,102 @@ pub trait SqlBackend {
 const BUSY_RETRY_LIMIT: u32 = 500;
 const BUSY_RETRY_SLEEP_MS: u64 = 10;
 
+/// Opens a new connection to the database.
+pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn SqlBackend>>>;
+
+/// Brings an older schema up to date; it reads the version itself.
+pub type Migration = Box<dyn Fn(&Db) -> DbResult<()>>;
+
+/// How a request keeps the schema current (see [`Db::query_first`]).
+pub struct SchemaCheck {
+    /// The schema version the code expects (`PRAGMA user_version`).
+    pub latest: i64,
+    pub migrate: Migration,
+}
+
+/// A request's database: one connection, opened on the first statement, and opened
+/// again after [`Db::release`] (a remote database drops a connection left idle during an
+/// outbound call, so none is held across one). The schema is checked once per request,
+/// inside the request's first statement when that statement allows it.
 pub struct Db {
-    backend: Box<dyn SqlBackend>,
+    open: Opener,
+    connection: RefCell<Option<Box<dyn SqlBackend>>>,
+    schema: SchemaCheck,
+    schema_checked: Cell<bool>,
+    in_transaction: Cell<bool>,
 }
 
 impl Db {
-    pub fn new(backend: Box<dyn SqlBackend>) -> Self {
-        Db { backend }
+    pub fn new(open: Opener, schema: SchemaCheck) -> Self {
+        Db {
+            open,
+            connection: RefCell::new(None),
+            schema,
+            schema_checked: Cell::new(false),
+            in_transaction: Cell::new(false),
+        }
     }
 
-    /// Runs a statement and returns its rows, retrying while the database is locked.
-    pub fn query(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+    /// Runs a statement on the connection, opening it first if needed, and retrying
+    /// while the database is locked.
+    fn run(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+        let mut connection = self.connection.borrow_mut();
+        if connection.is_none() {
+            *connection = Some((self.open)()?);
+        }
+        let Some(backend) = connection.as_ref() else {
+            return Err(DbError("no connection".into()));
+        };
         let mut attempt = 0;
         loop {
-            match self.backend.execute(sql, params) {
+            match backend.execute(sql, params) {
                 Err(e) if e.is_busy() && attempt < BUSY_RETRY_LIMIT => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(BUSY_RETRY_SLEEP_MS));
                 }
                 other => return other,
+            }
+        }
+    }
+
+    /// Migrates an older schema, once per request.
+    fn ensure_schema(&self) -> DbResult<()> {
+        if self.schema_checked.get() {
+            return Ok(());
+        }
+        // Set first: the migration runs its own statements through this Db.
+        self.schema_checked.set(true);
+        let migrated = (self.schema.migrate)(self);
+        if migrated.is_err() {
+            self.schema_checked.set(false);
+        }
+        migrated
+    }
+
+    /// Runs a statement and returns its rows.
+    pub fn query(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+        self.ensure_schema()?;
+        self.run(sql, params)
+    }
+
+    /// Runs a request's first statement, one that also reads the schema version: its
+    /// first column is `user_version` and it returns at least one row (it selects from
+    /// `pragma_user_version` and joins what the route reads). A current schema then
+    /// costs no statement of its own. When the version is older, or the statement fails
+    /// (an old schema may lack what it names), the schema is migrated and the statement
+    /// runs again.
+    pub fn query_first(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+        if self.schema_checked.get() {
+            return self.run(sql, params);
+        }
+        match self.run(sql, params) {
+            Ok(rows) if rows.first().is_some_and(|r| r.int(0) >= self.schema.latest) => {
+                self.schema_checked.set(true);
+                Ok(rows)
+            }
+            _ => {
+                self.ensure_schema()?;
+                self.run(sql, params)
             }
         }
     }
@@ -155,35 +250,46 @@ impl Db {
         Ok(self.query_opt(sql, params)?.is_some())
     }
 
-    /// Number of rows changed by the last statement on this connection.
-    pub fn changes(&self) -> DbResult<i64> {
-        Ok(self
-            .query_opt("SELECT changes()", &[])?
-            .map_or(0, |r| r.int(0)))
-    }
-
     /// Runs `f` inside one write transaction (`BEGIN IMMEDIATE`, so two writers never
-    /// deadlock upgrading read locks); commits on `Ok`, rolls back on `Err`.
+    /// deadlock upgrading read locks); commits on `Ok`, rolls back on `Err`. Inside
+    /// another transaction, `f` simply joins it. No outbound call may happen inside
+    /// (API.md 8.9): a write lock is never held while waiting on another system.
     pub fn transaction<T, E>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
     {
+        if self.in_transaction.get() {
+            return f(self);
+        }
         self.execute("BEGIN IMMEDIATE", &[])?;
-        match f(self) {
-            Ok(value) => match self.execute("COMMIT", &[]) {
-                Ok(()) => Ok(value),
+        self.in_transaction.set(true);
+        let outcome = f(self);
+        self.in_transaction.set(false);
+        match outcome {
+            Ok(value) => match self.run("COMMIT", &[]) {
+                Ok(_) => Ok(value),
                 Err(e) => {
-                    let _ = self.execute("ROLLBACK", &[]);
+                    let _ = self.run("ROLLBACK", &[]);
                     Err(e.into())
                 }
             },
             Err(e) => {
-                if let Err(rollback) = self.execute("ROLLBACK", &[]) {
+                if let Err(rollback) = self.run("ROLLBACK", &[]) {
                     eprintln!("rollback failed: {rollback}");
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Closes the connection; the next statement opens a new one. Called before every
+    /// outbound call and between the polls of a long stream.
+    pub fn release(&self) {
+        if self.in_transaction.get() {
+            eprintln!("a connection cannot be released inside a transaction");
+            return;
+        }
+        self.connection.borrow_mut().take();
     }
 }
 
@@ -203,10 +309,20 @@ pub mod native {
     pub struct NativeDb(pub rusqlite::Connection);
 
     impl NativeDb {
+        /// A database of one in-memory connection, whose schema is the test's business.
         pub fn memory() -> Db {
-            Db::new(Box::new(NativeDb(
-                rusqlite::Connection::open_in_memory().expect("in-memory sqlite"),
-            )))
+            let connection = rusqlite::Connection::open_in_memory().expect("in-memory sqlite");
+            let connection = std::cell::Cell::new(Some(connection));
+            Db::new(
+                Box::new(move || match connection.take() {
+                    Some(c) => Ok(Box::new(NativeDb(c)) as Box<dyn SqlBackend>),
+                    None => Err(DbError("the in-memory database was released".into())),
+                }),
+                SchemaCheck {
+                    latest: 0,
+                    migrate: Box::new(|_| Ok(())),
+                },
+            )
         }
     }
 

@@ -135,6 +135,9 @@ impl Answer {
     /// Sends the rest of a streaming body through `write`; nothing for other responses.
     pub fn finish_stream(&mut self, write: &mut dyn FnMut(&[u8]) -> bool) {
         if let (Some(stream), Some(ctx)) = (self.response.stream.take(), self.ctx.as_ref()) {
+            // A stream outlasts any idle limit of a remote database: it opens its own
+            // connection when it needs one.
+            ctx.release_db();
             stream(ctx, write);
         }
     }

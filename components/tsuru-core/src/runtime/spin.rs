@@ -5,7 +5,7 @@
 use crate::runtime::context::Platform;
 use crate::runtime::db::{DbError, DbResult, Row, SqlBackend, Value};
 use crate::runtime::kv::KvBackend;
-use crate::runtime::outbound::{OutboundRequest, OutboundResponse};
+use crate::runtime::outbound::{OpenReply, OutboundRequest, ReplyBody};
 use crate::runtime::request::Request;
 use crate::runtime::router::{dispatch, BodyError, Route};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -91,8 +91,8 @@ impl Platform for SpinPlatform {
         spin_sdk::variables::get(name).ok()
     }
 
-    fn send(&self, request: &OutboundRequest) -> Result<OutboundResponse, String> {
-        send(request)
+    fn open(&self, request: &OutboundRequest) -> Result<OpenReply, String> {
+        open(request)
     }
 }
 
@@ -187,7 +187,28 @@ fn read_incoming_body(incoming: &IncomingRequest, limit: usize) -> Result<Vec<u8
     Ok(data)
 }
 
-fn send(request: &OutboundRequest) -> Result<OutboundResponse, String> {
+/// The body of an outbound reply. Fields drop in order: the stream before its body.
+struct IncomingReply {
+    stream: wasi::io::streams::InputStream,
+    _body: types::IncomingBody,
+}
+
+impl ReplyBody for IncomingReply {
+    fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+        loop {
+            match self.stream.blocking_read(CHUNK) {
+                // An empty read is not the end: the stream had nothing yet.
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(chunk)),
+                Err(wasi::io::streams::StreamError::Closed) => return Ok(None),
+                Err(e) => return Err(format!("reading response body: {e:?}")),
+            }
+        }
+    }
+}
+
+/// Sends a request and waits for the reply's status; its body is read later.
+fn open(request: &OutboundRequest) -> Result<OpenReply, String> {
     let (scheme, rest) = request
         .url
         .split_once("://")
@@ -207,7 +228,9 @@ fn send(request: &OutboundRequest) -> Result<OutboundResponse, String> {
             .append(name, value.as_bytes())
             .map_err(|e| format!("invalid header {name}: {e:?}"))?;
     }
-    if !request.body.is_empty() {
+    // Without a length Spin sends a body, even an empty one, chunked, which some
+    // servers misread (`../shared/notes/spin-facts.md`).
+    if !request.body.is_empty() || !matches!(request.method.as_str(), "GET" | "HEAD") {
         let _ = headers.append(
             "content-length",
             &request.body.len().to_string().into_bytes(),
@@ -255,19 +278,17 @@ fn send(request: &OutboundRequest) -> Result<OutboundResponse, String> {
         _ => return Err("no response".into()),
     };
     let status = response.status();
-    let incoming = response
+    let body = response
         .consume()
         .map_err(|_| "response body unavailable")?;
-    let stream = incoming.stream().map_err(|_| "response body unavailable")?;
-    let mut data = Vec::new();
-    loop {
-        match stream.blocking_read(CHUNK) {
-            Ok(chunk) => data.extend_from_slice(&chunk),
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(format!("reading response body: {e:?}")),
-        }
-    }
-    Ok(OutboundResponse { status, body: data })
+    let stream = body.stream().map_err(|_| "response body unavailable")?;
+    Ok(OpenReply {
+        status,
+        body: Box::new(IncomingReply {
+            stream,
+            _body: body,
+        }),
+    })
 }
 
 /// A short transport-failure reason for API.md 1.5's `<reason>`.

@@ -22,6 +22,13 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
+/// Milliseconds since the Unix epoch, for delays shorter than a second.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn now_rfc3339() -> String {
     rfc3339(now_unix())
 }

@@ -1,8 +1,11 @@
 //! Binding apps to service instances (API.md 3.3 bind and unbind): a bind stores the
 //! service's variables on the app as private variables tagged with the instance, and
-//! keeps `TSURU_SERVICES` current.
+//! keeps `TSURU_SERVICES` current. The binding record is written, with every check, in
+//! one transaction before the service API is called; the variables in another after it.
+//! Both name the app and instance by id, so nothing lands on a namesake (API.md 8.1).
 
-use crate::apps::{env, records as apps};
+use crate::apps::env;
+use crate::apps::records::{load_with, Extra};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -18,47 +21,42 @@ const TSURU_SERVICES: &str = "TSURU_SERVICES";
 /// The app side of a bind or unbind: its address and its units' addresses, in
 /// unit-number order.
 struct BoundApp {
+    id: i64,
     name: String,
     ip: String,
     unit_ips: Vec<String>,
 }
 
-fn load_unit_ips(db: &Db, app: &str) -> DbResult<Vec<String>> {
-    Ok(db
-        .query(
-            "SELECT ip FROM units WHERE app = ? ORDER BY number",
-            params![app],
-        )?
-        .iter()
-        .map(|r| r.text(0))
-        .collect())
-}
-
 /// Bind checks 1-3 (API.md 3.3): the instance check, then the app and app access
-/// (admins pass the app check, API.md 7.1).
-fn load_binding(ctx: &Ctx) -> ApiResult<(Instance, BoundApp)> {
+/// (admins pass the app check, API.md 7.1); with whether the two are bound.
+fn load_binding(db: &Db, ctx: &Ctx) -> ApiResult<(Instance, BoundApp, bool)> {
     let user = ctx.user()?;
-    let db = ctx.db()?;
     let instance = load_instance(db, ctx.param("instance"), user)?;
-    let app = apps::load(db, ctx.param("app"))?;
-    if !app.accessible_by(user) {
+    let admin_team = ctx.config.admin_team();
+    let (app, row) = load_with(
+        db,
+        ctx.param("app"),
+        Some(user),
+        admin_team.as_deref(),
+        Extra {
+            columns: ", EXISTS (SELECT 1 FROM instance_apps b WHERE b.app_id = a.id \
+                      AND b.instance_id = ?4)",
+            params: vec![instance.id.into()],
+        },
+    )?;
+    if !app.accessible {
         return Err(ApiError::forbidden(
             "This user does not have access to this app",
         ));
     }
+    let bound = row.bool(crate::apps::records::APP_COLUMN_COUNT);
     let app = BoundApp {
-        unit_ips: load_unit_ips(db, &app.name)?,
+        id: app.id,
+        unit_ips: app.units.into_iter().map(|u| u.ip).collect(),
         name: app.name,
         ip: app.ip,
     };
-    Ok((instance, app))
-}
-
-fn is_bound(db: &Db, instance: &str, app: &str) -> DbResult<bool> {
-    db.exists(
-        "SELECT 1 FROM instance_apps WHERE instance = ? AND app = ?",
-        params![instance, app],
-    )
+    Ok((instance, app, bound))
 }
 
 fn already_bound() -> ApiError {
@@ -67,51 +65,49 @@ fn already_bound() -> ApiError {
 
 /// PUT /services/instances/:instance/:app: binds every unit and stores the variables.
 pub fn bind(ctx: &mut Ctx) -> ApiResult<Response> {
-    let (instance, app) = load_binding(ctx)?;
-    let db = ctx.db()?;
-    if is_bound(db, &instance.name, &app.name)? {
-        return Err(already_bound());
-    }
-    if app.unit_ips.is_empty() {
-        return Err(ApiError::precondition_failed(
-            "This app does not have an IP yet.",
-        ));
-    }
-    let api = ServiceApi::load(db, &instance.service)?;
-    match db.execute(
-        "INSERT INTO instance_apps (instance, app) VALUES (?, ?)",
-        params![instance.name.as_str(), app.name.as_str()],
-    ) {
-        Ok(()) => {}
-        Err(e) if e.is_unique_violation() => return Err(already_bound()),
-        Err(e) => return Err(e.into()),
-    }
+    // (1) The checks and the binding record, in one transaction.
+    let (instance, app, api) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let (instance, app, bound) = load_binding(db, ctx)?;
+        if bound {
+            return Err(already_bound());
+        }
+        if app.unit_ips.is_empty() {
+            return Err(ApiError::precondition_failed(
+                "This app does not have an IP yet.",
+            ));
+        }
+        let api = ServiceApi::load(db, instance.service_id)?;
+        match db.execute(
+            "INSERT INTO instance_apps (instance_id, app_id) VALUES (?, ?)",
+            params![instance.id, app.id],
+        ) {
+            Err(e) if e.is_unique_violation() => return Err(already_bound()),
+            other => other?,
+        }
+        Ok((instance, app, api))
+    })?;
+    // (2) The service API, unit by unit; (3) the variables. A failure undoes both.
     let mut bound_units = Vec::new();
     let outcome = bind_units(ctx, &api, &instance, &app, &mut bound_units)
-        .and_then(|variables| store_variables(db, &instance, &app.name, variables));
-    let stored = match outcome {
-        Ok(stored) => stored,
+        .and_then(|variables| store_variables(ctx, &instance, &app, variables));
+    match outcome {
+        Ok(stored) => Ok(Response::json(&stored)),
         Err(e) => {
             for unit_ip in &bound_units {
                 api.unbind_ignoring_failure(ctx, &instance.name, unit_ip);
             }
-            if let Err(undo) = db.execute(
-                "DELETE FROM instance_apps WHERE instance = ? AND app = ?",
-                params![instance.name.as_str(), app.name.as_str()],
-            ) {
+            let undone = ctx.db().and_then(|db| {
+                Ok(db.execute(
+                    "DELETE FROM instance_apps WHERE instance_id = ? AND app_id = ?",
+                    params![instance.id, app.id],
+                )?)
+            });
+            if let Err(undo) = undone {
                 eprintln!("bind rollback of {} on {}: {undo}", instance.name, app.name);
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    let names: Vec<&String> = stored.keys().collect();
-    audit::record(
-        ctx,
-        "bind-app",
-        &instance.name,
-        json!({ "app": app.name, "variables": names }),
-    );
-    Ok(Response::json(&stored))
+    }
 }
 
 /// Binds each unit in order; the first unit's variables are the ones kept. Units bound
@@ -134,22 +130,36 @@ fn bind_units(
 
 /// Stores the service's variables on the app (private, tagged with the instance,
 /// replacing any variable of that name except the reserved ones) and recomputes
-/// `TSURU_SERVICES`, in one transaction. Returns the variables stored.
+/// `TSURU_SERVICES`, in one transaction with the audit event. The binding must still
+/// exist: an app or instance removed meanwhile took it along. Returns the variables.
 fn store_variables(
-    db: &Db,
+    ctx: &Ctx,
     instance: &Instance,
-    app: &str,
+    app: &BoundApp,
     variables: Variables,
 ) -> ApiResult<Variables> {
     let stored: Variables = variables
         .into_iter()
         .filter(|(name, _)| !env::is_reserved(name))
         .collect();
-    db.transaction(|db| {
-        for (name, value) in &stored {
-            env::set_private(db, app, name, value, Some(&instance.name))?;
+    let email = ctx.user()?.email.clone();
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        if !db.exists(
+            "SELECT 1 FROM instance_apps WHERE instance_id = ? AND app_id = ?",
+            params![instance.id, app.id],
+        )? {
+            return Err(crate::apps::records::not_found(&app.name));
         }
-        refresh_tsuru_services(db, app)
+        let pairs: Vec<(&str, &str)> = stored
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env::set_private(db, app.id, &pairs, Some(instance.id))?;
+        refresh_tsuru_services(db, app.id)?;
+        let names: Vec<&String> = stored.keys().collect();
+        let extra = json!({ "app": app.name, "variables": names });
+        audit::record_in(db, &email, "bind-app", &instance.name, extra);
+        Ok(())
     })?;
     Ok(stored)
 }
@@ -157,18 +167,19 @@ fn store_variables(
 /// Rewrites the app's `TSURU_SERVICES` from its bindings and their tagged variables:
 /// `{"<service>":[{"instance_name":"<instance>","envs":{...}}]}`; deleted when no
 /// instance is bound.
-fn refresh_tsuru_services(db: &Db, app: &str) -> DbResult<()> {
+fn refresh_tsuru_services(db: &Db, app_id: i64) -> DbResult<()> {
     let rows = db.query(
-        "SELECT i.service, i.name, v.name, v.value FROM instance_apps b \
-         JOIN service_instances i ON i.name = b.instance \
-         LEFT JOIN env_vars v ON v.app = b.app AND v.instance = b.instance \
-         WHERE b.app = ? ORDER BY i.service, i.name, v.name",
-        params![app],
+        "SELECT s.name, i.name, v.name, v.value FROM instance_apps b \
+         JOIN service_instances i ON i.id = b.instance_id \
+         JOIN services s ON s.id = i.service_id \
+         LEFT JOIN env_vars v ON v.app_id = b.app_id AND v.instance_id = b.instance_id \
+         WHERE b.app_id = ? ORDER BY s.name, i.name, v.name",
+        params![app_id],
     )?;
     if rows.is_empty() {
         return db.execute(
-            "DELETE FROM env_vars WHERE app = ? AND name = ?",
-            params![app, TSURU_SERVICES],
+            "DELETE FROM env_vars WHERE app_id = ? AND name = ?",
+            params![app_id, TSURU_SERVICES],
         );
     }
     let mut services: Map<String, Value> = Map::new();
@@ -193,26 +204,20 @@ fn refresh_tsuru_services(db: &Db, app: &str) -> DbResult<()> {
             envs.insert(name, Value::String(value));
         }
     }
-    env::set_private(
-        db,
-        app,
-        TSURU_SERVICES,
-        &Value::Object(services).to_string(),
-        None,
-    )
+    let services = Value::Object(services).to_string();
+    env::set_private(db, app_id, &[(TSURU_SERVICES, &services)], None)
 }
 
 /// DELETE /services/instances/:instance/:app: unbinds every unit, then removes the
 /// binding and the instance's variables.
 pub fn unbind(ctx: &mut Ctx) -> ApiResult<Response> {
-    let (instance, app) = load_binding(ctx)?;
-    let db = ctx.db()?;
-    if !is_bound(db, &instance.name, &app.name)? {
+    let (instance, app, bound) = load_binding(ctx.db()?, ctx)?;
+    if !bound {
         return Err(ApiError::precondition_failed(
             "This app is not bound to this service instance.",
         ));
     }
-    let api = ServiceApi::load(db, &instance.service)?;
+    let api = ServiceApi::load(ctx.db()?, instance.service_id)?;
     for (done, unit_ip) in app.unit_ips.iter().enumerate() {
         if let Err(e) = api.unbind(ctx, &instance.name, unit_ip) {
             for unbound in &app.unit_ips[..done] {
@@ -221,23 +226,21 @@ pub fn unbind(ctx: &mut Ctx) -> ApiResult<Response> {
             return Err(e);
         }
     }
-    db.transaction(|db| {
+    let email = ctx.user()?.email.clone();
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
         db.execute(
-            "DELETE FROM instance_apps WHERE instance = ? AND app = ?",
-            params![instance.name.as_str(), app.name.as_str()],
+            "DELETE FROM instance_apps WHERE instance_id = ? AND app_id = ?",
+            params![instance.id, app.id],
         )?;
         db.execute(
-            "DELETE FROM env_vars WHERE app = ? AND instance = ?",
-            params![app.name.as_str(), instance.name.as_str()],
+            "DELETE FROM env_vars WHERE app_id = ? AND instance_id = ?",
+            params![app.id, instance.id],
         )?;
-        refresh_tsuru_services(db, &app.name)
+        refresh_tsuru_services(db, app.id)?;
+        let extra = json!({ "app": app.name });
+        audit::record_in(db, &email, "unbind-app", &instance.name, extra);
+        Ok(())
     })?;
-    audit::record(
-        ctx,
-        "unbind-app",
-        &instance.name,
-        json!({ "app": app.name }),
-    );
     Ok(Response::empty())
 }
 
@@ -247,70 +250,35 @@ mod tests {
     use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
-    fn env(db: &Db, app: &str) -> Vec<(String, String, bool, Option<String>)> {
+    fn env(db: &Db) -> Vec<(String, String, bool, Option<i64>)> {
         db.query(
-            "SELECT name, value, public, instance FROM env_vars WHERE app = ? ORDER BY name",
-            params![app],
+            "SELECT name, value, public, instance_id FROM env_vars WHERE app_id = 1 ORDER BY name",
+            &[],
         )
         .unwrap()
         .iter()
-        .map(|r| (r.text(0), r.text(1), r.bool(2), r.opt_text(3)))
+        .map(|r| (r.text(0), r.text(1), r.bool(2), r.opt_int(3)))
         .collect()
     }
 
     #[test]
-    fn stored_variables_are_private_tagged_and_listed_in_tsuru_services() {
+    fn tagged_variables_are_listed_in_tsuru_services_and_go_with_their_binding() {
         let db = NativeDb::memory();
-        schema::migrate(&db, &[], "now").unwrap();
-        for (name, service) in [("mydb", "mysql"), ("cache", "redis"), ("other", "mysql")] {
-            db.execute(
-                "INSERT INTO service_instances (name, service, created_at) VALUES (?, ?, 'now')",
-                params![name, service],
-            )
-            .unwrap();
+        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        for sql in [
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) VALUES (1, 'app', 'python', 'o@x.com', 'ready', 'now')",
+            "INSERT INTO services (id, name, created_at) VALUES (1, 'mysql', 'now'), (2, 'redis', 'now')",
+            "INSERT INTO service_instances (id, name, service_id, state, created_at) VALUES (1, 'mydb', 1, 'ready', 'now'), (2, 'cache', 2, 'ready', 'now')",
+            "INSERT INTO instance_apps (instance_id, app_id) VALUES (1, 1), (2, 1)",
+        ] {
+            db.execute(sql, &[]).unwrap();
         }
-        db.execute(
-            "INSERT INTO env_vars (app, name, value, public, instance) VALUES ('app', 'TSURU_APPNAME', 'app', 0, NULL), ('app', 'HOST', 'mine', 1, NULL)",
-            &[],
-        )
-        .unwrap();
-        let mydb = Instance {
-            name: "mydb".into(),
-            service: "mysql".into(),
-        };
-        let cache = Instance {
-            name: "cache".into(),
-            service: "redis".into(),
-        };
-        for instance in ["mydb", "cache"] {
-            db.execute(
-                "INSERT INTO instance_apps (instance, app) VALUES (?, 'app')",
-                params![instance],
-            )
-            .unwrap();
-        }
-        let vars = |pairs: &[(&str, &str)]| -> Variables {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let stored = store_variables(
-            &db,
-            &mydb,
-            "app",
-            vars(&[("HOST", "db"), ("TSURU_APPNAME", "evil")]),
-        )
-        .unwrap();
-        assert_eq!(stored, vars(&[("HOST", "db")]));
-        store_variables(&db, &cache, "app", Variables::new()).unwrap();
-        let all = env(&db, "app");
-        assert_eq!(
-            all[0],
-            ("HOST".into(), "db".into(), false, Some("mydb".into()))
-        );
+        env::set_private(&db, 1, &[("TSURU_APPNAME", "app")], None).unwrap();
+        env::set_private(&db, 1, &[("HOST", "db")], Some(1)).unwrap();
+        refresh_tsuru_services(&db, 1).unwrap();
+        let all = env(&db);
+        assert_eq!(all[0], ("HOST".into(), "db".into(), false, Some(1)));
         assert_eq!(all[1].0, "TSURU_APPNAME");
-        assert_eq!(all[1].1, "app");
         let services: Value = serde_json::from_str(&all[2].1).unwrap();
         assert_eq!(
             services,
@@ -318,9 +286,13 @@ mod tests {
         );
         assert!(!all[2].2 && all[2].3.is_none());
 
-        db.execute("DELETE FROM instance_apps WHERE app = 'app'", &[])
+        db.execute("DELETE FROM instance_apps WHERE app_id = 1", &[])
             .unwrap();
-        refresh_tsuru_services(&db, "app").unwrap();
-        assert!(env(&db, "app").iter().all(|v| v.0 != TSURU_SERVICES));
+        refresh_tsuru_services(&db, 1).unwrap();
+        assert!(env(&db).iter().all(|v| v.0 != TSURU_SERVICES));
+        // The tagged variables go with their instance.
+        db.execute("DELETE FROM service_instances WHERE id = 1", &[])
+            .unwrap();
+        assert_eq!(env(&db).len(), 1);
     }
 }

@@ -1,10 +1,18 @@
-//! The service manifest (API.md 3.2): the YAML body of `POST` and `PUT /services`.
+//! The service manifest (API.md 3.2): the YAML body of `POST` and `PUT /services`. It
+//! comes from a tenant, so its cost is bounded before it is parsed (API.md 8.4): at most
+//! 64 KiB, and no anchors, aliases or tags (which let a few kilobytes expand into
+//! gigabytes); and its endpoints are plain `http(s)` URLs on allowed hosts (8.3).
 
 use crate::params;
 use crate::runtime::db::{Db, DbResult};
 use crate::runtime::error::{ApiError, ApiResult};
+use crate::upstream::service_api;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+
+/// The largest manifest accepted (API.md 8.4).
+pub const MAX_MANIFEST: usize = 64 * 1024;
 
 /// The YAML manifest of POST and PUT /services. Unknown keys are ignored.
 #[derive(Debug, Deserialize)]
@@ -47,8 +55,17 @@ pub struct ValidManifest {
 }
 
 impl ValidManifest {
-    /// Checks 1-2 of POST /services: YAML of the right shape, with an id.
+    /// Checks 1-2 of POST /services: at most 64 KiB (413), YAML of the right shape
+    /// without anchors, aliases or tags, with an id.
     pub fn parse(body: &[u8]) -> ApiResult<ValidManifest> {
+        if body.len() > MAX_MANIFEST {
+            return Err(ApiError::body_too_large());
+        }
+        if has_anchors_aliases_or_tags(body) {
+            return Err(ApiError::bad_request(
+                "Invalid YAML manifest: anchors, aliases and tags are not allowed",
+            ));
+        }
         let manifest: Manifest = serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("Invalid YAML manifest: {e}")))?;
         match manifest.id.clone().filter(|id| !id.is_empty()) {
@@ -74,16 +91,26 @@ impl ValidManifest {
         }
     }
 
-    /// Replaces the service's endpoints with the manifest's.
-    pub fn store_endpoints(&self, db: &Db) -> DbResult<()> {
+    /// Every endpoint is a URL this API may call (API.md 8.3): `400 Invalid endpoint:
+    /// <reason>`. `hosts` are the `service_hosts` patterns (empty: any host).
+    pub fn check_endpoints(&self, hosts: &[String]) -> ApiResult<()> {
+        for url in self.manifest.endpoint.iter().flatten().map(|(_, url)| url) {
+            service_api::check_endpoint(url, hosts)
+                .map_err(|reason| ApiError::bad_request(format!("Invalid endpoint: {reason}")))?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the endpoints of service `service_id` with the manifest's.
+    pub fn store_endpoints(&self, db: &Db, service_id: i64) -> DbResult<()> {
         db.execute(
-            "DELETE FROM service_endpoints WHERE service = ?",
-            params![self.id.as_str()],
+            "DELETE FROM service_endpoints WHERE service_id = ?",
+            params![service_id],
         )?;
         for (env, url) in self.manifest.endpoint.iter().flatten() {
             db.execute(
-                "INSERT INTO service_endpoints (service, env, url) VALUES (?, ?, ?)",
-                params![self.id.as_str(), env, url.trim()],
+                "INSERT INTO service_endpoints (service_id, env, url) VALUES (?, ?, ?)",
+                params![service_id, env, url.trim()],
             )?;
         }
         Ok(())
@@ -99,6 +126,44 @@ impl ValidManifest {
 
     pub fn restricted(&self) -> bool {
         self.manifest.restricted.unwrap_or(false)
+    }
+}
+
+/// Whether a YAML text uses an anchor, an alias or a tag, as libyaml's scanner reads it
+/// (the same scanner the parser uses, so nothing it misses can expand later). The scan is
+/// one linear pass that expands nothing; a text it cannot read is left to the parser,
+/// which reports the error before expanding anything.
+fn has_anchors_aliases_or_tags(text: &[u8]) -> bool {
+    use unsafe_libyaml::*;
+    // SAFETY: the parser is initialised before any use and deleted exactly once; `text`
+    // outlives it; every token the scanner returns is deleted once, after its type is
+    // read; a failed scan returns no token to delete.
+    unsafe {
+        let mut parser = MaybeUninit::<yaml_parser_t>::zeroed();
+        if !yaml_parser_initialize(parser.as_mut_ptr()).ok {
+            return false;
+        }
+        let parser = parser.as_mut_ptr();
+        yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as _);
+        let mut found = false;
+        loop {
+            let mut token = MaybeUninit::<yaml_token_t>::zeroed();
+            if !yaml_parser_scan(parser, token.as_mut_ptr()).ok {
+                break;
+            }
+            let kind = (*token.as_ptr()).type_;
+            yaml_token_delete(token.as_mut_ptr());
+            match kind {
+                YAML_ANCHOR_TOKEN | YAML_ALIAS_TOKEN | YAML_TAG_TOKEN => {
+                    found = true;
+                    break;
+                }
+                YAML_STREAM_END_TOKEN | YAML_NO_TOKEN => break,
+                _ => {}
+            }
+        }
+        yaml_parser_delete(parser);
+        found
     }
 }
 
@@ -204,5 +269,47 @@ mod tests {
             );
             assert!(err.message.len() > "Invalid YAML manifest: ".len());
         }
+    }
+
+    #[test]
+    fn anchors_aliases_and_tags_are_refused_before_parsing() {
+        let refused = "Invalid YAML manifest: anchors, aliases and tags are not allowed";
+        for yaml in [
+            "id: x\nendpoint: &e {production: http://p}\n",
+            "id: x\nendpoint: {production: http://p}\nother: *e\n",
+            "id: !!str x\nendpoint: {production: http://p}\n",
+            "id: x\nendpoint: !custom {production: http://p}\n",
+            "base: &b {production: http://p}\nid: x\nendpoint:\n  <<: *b\n",
+            "--- !!map\nid: x\n",
+        ] {
+            assert_eq!(parse(yaml).unwrap_err().message, refused, "{yaml}");
+        }
+        // The same characters inside values are text.
+        let valid = parse(
+            "id: x\npassword: p&ss*w!rd\nusername: \"&user\"\nendpoint: {production: 'http://p/*!'}\n",
+        )
+        .unwrap();
+        assert_eq!(valid.password(), "p&ss*w!rd");
+        assert_eq!(valid.username(), "&user");
+    }
+
+    #[test]
+    fn a_billion_laughs_is_refused_at_once_and_large_manifests_at_all() {
+        let mut bomb = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for level in b'b'..=b'z' {
+            let prev = (level - 1) as char;
+            let name = level as char;
+            bomb.push_str(&format!(
+                "{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"
+            ));
+        }
+        bomb.push_str("id: x\n");
+        let started = std::time::Instant::now();
+        assert_eq!(parse(&bomb).unwrap_err().status, 400);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        let large = format!("id: x\ndoc: '{}'\n", "x".repeat(MAX_MANIFEST));
+        assert_eq!(parse(&large).unwrap_err().status, 413);
     }
 }

@@ -10,43 +10,50 @@ use serde::Serialize;
 pub const NOT_FOUND: &str = "Service not found";
 pub const NO_ACCESS: &str = "This user does not have access to this service";
 
-/// Whether the user is a member of one of the service's owner teams.
-pub const IS_OWNER: &str =
-    "SELECT 1 FROM service_owner_teams s JOIN team_members m ON m.team = s.team \
-                        WHERE s.service = ? AND m.email = ?";
-/// Whether the user is a member of one of the teams the service is granted to.
-pub const IS_GRANTED: &str =
-    "SELECT 1 FROM service_teams s JOIN team_members m ON m.team = s.team \
-                          WHERE s.service = ? AND m.email = ?";
-
-/// A stored service, as the checks need it.
+/// A stored service, as the checks need it, with the caller's relation to it.
 pub struct Service {
-    pub id: String,
+    pub id: i64,
+    pub name: String,
     pub restricted: bool,
+    /// The caller is in one of its owner teams.
+    pub owned: bool,
+    /// The caller is in one of the teams it is granted to.
+    pub granted: bool,
 }
 
-pub fn find(db: &Db, id: &str) -> ApiResult<Service> {
-    let row = db.query_opt("SELECT restricted FROM services WHERE id = ?", params![id])?;
+impl Service {
+    /// Whether the caller may use the service: unrestricted, or granted to one of its teams.
+    pub fn usable(&self) -> bool {
+        !self.restricted || self.granted
+    }
+}
+
+/// Loads service `name` with the caller's relation to it, in one statement (`404
+/// Service not found`). Inside a transaction, what it read holds until the commit.
+pub fn find(db: &Db, name: &str, user: &User) -> ApiResult<Service> {
+    let row = db.query_opt(
+        "SELECT s.id, s.restricted, \
+         EXISTS (SELECT 1 FROM service_owner_teams o JOIN team_members m ON m.team_id = o.team_id \
+          WHERE o.service_id = s.id AND m.user_id = ?2), \
+         EXISTS (SELECT 1 FROM service_teams g JOIN team_members m ON m.team_id = g.team_id \
+          WHERE g.service_id = s.id AND m.user_id = ?2) \
+         FROM services s WHERE s.name = ?1",
+        params![name, user.id],
+    )?;
     let row = row.ok_or_else(|| ApiError::not_found(NOT_FOUND))?;
     Ok(Service {
-        id: id.to_string(),
-        restricted: row.bool(0),
+        id: row.int(0),
+        name: name.to_string(),
+        restricted: row.bool(1),
+        owned: row.bool(2),
+        granted: row.bool(3),
     })
 }
 
-pub fn user_matches(db: &Db, sql: &str, service: &str, user: &User) -> ApiResult<bool> {
-    Ok(db.exists(sql, params![service, user.email.as_str()])?)
-}
-
-/// Whether `user` may use the service: unrestricted, or granted to one of the user's teams.
-pub fn may_use(db: &Db, service: &Service, user: &User) -> ApiResult<bool> {
-    Ok(!service.restricted || user_matches(db, IS_GRANTED, &service.id, user)?)
-}
-
 /// Service owner check (API.md 1.8): 404, or 403 for a caller in no owner team.
-pub fn load_owned(db: &Db, id: &str, user: &User) -> ApiResult<Service> {
-    let service = find(db, id)?;
-    if !user_matches(db, IS_OWNER, id, user)? {
+pub fn load_owned(db: &Db, name: &str, user: &User) -> ApiResult<Service> {
+    let service = find(db, name, user)?;
+    if !service.owned {
         return Err(ApiError::forbidden(NO_ACCESS));
     }
     Ok(service)
@@ -54,18 +61,18 @@ pub fn load_owned(db: &Db, id: &str, user: &User) -> ApiResult<Service> {
 
 /// Service use check (API.md 1.8): 404, or 403 for a restricted service not granted to
 /// one of the caller's teams.
-pub fn load_usable(db: &Db, id: &str, user: &User) -> ApiResult<Service> {
-    let service = find(db, id)?;
-    if !may_use(db, &service, user)? {
+pub fn load_usable(db: &Db, name: &str, user: &User) -> ApiResult<Service> {
+    let service = find(db, name, user)?;
+    if !service.usable() {
         return Err(ApiError::forbidden(NO_ACCESS));
     }
     Ok(service)
 }
 
 /// Instance creation's service checks (API.md 3.3 checks 2-3; 404 for both).
-pub fn load_for_new_instance(db: &Db, id: &str, user: &User) -> ApiResult<Service> {
-    let service = find(db, id)?;
-    if !may_use(db, &service, user)? {
+pub fn load_for_new_instance(db: &Db, name: &str, user: &User) -> ApiResult<Service> {
+    let service = find(db, name, user)?;
+    if !service.usable() {
         return Err(ApiError::not_found(NO_ACCESS));
     }
     Ok(service)
@@ -96,48 +103,52 @@ pub fn group_instances(rows: &[Row]) -> Vec<ServiceInstances> {
     groups
 }
 
-/// A stored instance the caller passed the instance check for.
+/// A ready instance the caller passed the instance check for, with its teams and bound
+/// apps (both sorted). Instances still being created (`pending`) or removed
+/// (`removing`) are found by no route (API.md 3.3).
 pub struct Instance {
+    pub id: i64,
     pub name: String,
+    pub service_id: i64,
     pub service: String,
+    pub teams: Vec<String>,
+    pub apps: Vec<String>,
 }
 
-/// Instance check (API.md 1.8): 404, or 403 for a caller in none of its teams.
+/// Instance check (API.md 1.8): 404, or 403 for a caller in none of its teams; one
+/// statement.
 pub fn load_instance(db: &Db, name: &str, user: &User) -> ApiResult<Instance> {
     let row = db.query_opt(
-        "SELECT service FROM service_instances WHERE name = ?",
-        params![name],
+        "SELECT i.id, i.service_id, s.name, \
+         EXISTS (SELECT 1 FROM instance_teams x JOIN team_members m ON m.team_id = x.team_id \
+          WHERE x.instance_id = i.id AND m.user_id = ?2), \
+         (SELECT json_group_array(t.name) FROM instance_teams x JOIN teams t ON t.id = x.team_id \
+          WHERE x.instance_id = i.id), \
+         (SELECT json_group_array(a.name) FROM instance_apps b JOIN apps a ON a.id = b.app_id \
+          WHERE b.instance_id = i.id) \
+         FROM service_instances i JOIN services s ON s.id = i.service_id \
+         WHERE i.name = ?1 AND i.state = 'ready'",
+        params![name, user.id],
     )?;
     let row = row.ok_or_else(|| ApiError::not_found("Service instance not found"))?;
-    let member = db.exists(
-        "SELECT 1 FROM instance_teams t JOIN team_members m ON m.team = t.team \
-         WHERE t.instance = ? AND m.email = ?",
-        params![name, user.email.as_str()],
-    )?;
-    if !member {
+    if !row.bool(3) {
         return Err(ApiError::forbidden(
             "User does not have access to this service instance",
         ));
     }
-    Ok(Instance {
-        name: name.to_string(),
-        service: row.text(0),
-    })
-}
-
-/// The teams and bound apps of an instance, both sorted.
-pub fn instance_links(db: &Db, instance: &str) -> ApiResult<(Vec<String>, Vec<String>)> {
-    let column = |sql: &str| -> ApiResult<Vec<String>> {
-        Ok(db
-            .query(sql, params![instance])?
-            .iter()
-            .map(|r| r.text(0))
-            .collect())
+    let sorted = |column: usize| {
+        let mut names: Vec<String> = serde_json::from_str(&row.text(column)).unwrap_or_default();
+        names.sort();
+        names
     };
-    Ok((
-        column("SELECT team FROM instance_teams WHERE instance = ? ORDER BY team")?,
-        column("SELECT app FROM instance_apps WHERE instance = ? ORDER BY app")?,
-    ))
+    Ok(Instance {
+        id: row.int(0),
+        name: name.to_string(),
+        service_id: row.int(1),
+        service: row.text(2),
+        teams: sorted(4),
+        apps: sorted(5),
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! the built-in record-only provisioner. Failures carry API.md's `<reason>`.
 
 use crate::runtime::context::Ctx;
-use crate::runtime::outbound::{join_url, OutboundRequest, OutboundResponse};
+use crate::runtime::outbound::{join_url, OpenReply, OutboundRequest, OutboundResponse};
 use crate::runtime::request::encode_segment;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -27,17 +27,9 @@ pub struct Provisioned {
     pub units: Vec<UnitStatus>,
 }
 
-/// Sends one call; `Ok(None)` means the built-in provisioner handles it (no URL set),
-/// `Err` a transport failure.
-fn send(
-    ctx: &Ctx,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Option<OutboundResponse>, String> {
-    let Some(base) = ctx.config.provisioner_url() else {
-        return Ok(None);
-    };
+/// The request of one call; `None` means the built-in provisioner handles it (no URL set).
+fn request(ctx: &Ctx, method: &str, path: &str, body: Option<Value>) -> Option<OutboundRequest> {
+    let base = ctx.config.provisioner_url()?;
     let mut request =
         OutboundRequest::new(method, join_url(&base, path)).header("accept", "application/json");
     if let Some(token) = ctx.config.provisioner_token() {
@@ -46,11 +38,43 @@ fn send(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = ctx.send(&request).map_err(|transport| {
+    Some(request)
+}
+
+/// Reports a transport failure of a provisioner call on stderr and passes it on.
+fn reported<'a>(method: &'a str, path: &'a str) -> impl Fn(String) -> String + 'a {
+    move |transport| {
         eprintln!("provisioner {method} {path}: {transport}");
         transport
-    })?;
+    }
+}
+
+/// Sends one call; `Ok(None)` means the built-in provisioner handles it (no URL set),
+/// `Err` a transport failure.
+fn send(
+    ctx: &Ctx,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Option<OutboundResponse>, String> {
+    let Some(request) = request(ctx, method, path, body) else {
+        return Ok(None);
+    };
+    let response = ctx.send(&request).map_err(reported(method, path))?;
     Ok(Some(response))
+}
+
+/// Opens a call whose output is streamed (deploy, run): a 2xx reply with its body
+/// unread, or the failure's reason; `Ok(None)` for the built-in provisioner.
+fn open(ctx: &Ctx, path: &str, body: Value) -> Result<Option<OpenReply>, String> {
+    let Some(request) = request(ctx, "POST", path, Some(body)) else {
+        return Ok(None);
+    };
+    let reply = ctx.open(&request).map_err(reported("POST", path))?;
+    if reply.is_success() {
+        return Ok(Some(reply));
+    }
+    Err(reply.read_all()?.reason())
 }
 
 /// [`send`], where any 2xx succeeds with its body as JSON (`null` when it is not:
@@ -149,6 +173,48 @@ pub fn swap(ctx: &Ctx, app1: &str, app2: &str) -> Result<(), String> {
         Some(json!({"app1": app1, "app2": app2})),
     )
     .map(|_| ())
+}
+
+/// Deploys `version` (9.6): the provisioner's output goes to `output` as it arrives.
+/// The built-in provisioner only records it. `Err` is the failure's reason, also when
+/// the output breaks off midway.
+pub fn deploy(
+    ctx: &Ctx,
+    app: &str,
+    version: &str,
+    commit: &str,
+    env: &BTreeMap<String, String>,
+    output: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<(), String> {
+    let body = json!({"version": version, "commit": commit, "env": env});
+    match open(ctx, &app_path(app, "/deploy"), body)? {
+        Some(reply) => reply.pump(output),
+        None if output(format!("deploy of {version} recorded\n").as_bytes()) => Ok(()),
+        None => Err("the client went away".into()),
+    }
+}
+
+/// Runs `command` in the app's units, or in one when `once` (9.6): the 2xx reply whose
+/// body is the output; `Ok(None)` when no provisioner is set (the built-in one cannot).
+pub fn run(
+    ctx: &Ctx,
+    app: &str,
+    command: &str,
+    once: bool,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<OpenReply>, String> {
+    let body = json!({"command": command, "once": once, "env": env});
+    open(ctx, &app_path(app, "/run"), body)
+}
+
+/// Starts the app's units (9.6); the provisioner's output (nothing for the built-in one).
+pub fn start(ctx: &Ctx, app: &str, env: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+    let body = json!({"env": env});
+    match send(ctx, "POST", &app_path(app, "/start"), Some(body))? {
+        None => Ok(Vec::new()),
+        Some(response) if response.is_success() => Ok(response.body),
+        Some(response) => Err(response.reason()),
+    }
 }
 
 fn app_path(app: &str, rest: &str) -> String {

@@ -10,6 +10,7 @@ use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::outbound::{join_url, OutboundRequest, OutboundResponse};
 use crate::runtime::request::{encode_form, encode_segment};
 use base64::Engine;
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -30,13 +31,25 @@ enum CallError {
 }
 
 impl CallError {
-    /// API.md 1.5's `<reason>`: the trimmed body, or the transport failure's description.
+    /// API.md 1.5's `<reason>`: the reply's text, or the transport failure's description.
     fn reason(&self) -> String {
         match self {
-            CallError::Status(response) => response.reason(),
+            CallError::Status(response) => reply_text(&response.body),
             CallError::Transport(description) => description.clone(),
         }
     }
+}
+
+/// Most characters of a service's reply an error shows (API.md 8.3).
+const REPLY_TEXT_CHARS: usize = 300;
+
+/// A service's reply as error text: control characters removed, trimmed, at most 300
+/// characters. A tenant's service must not put another's data, or escape sequences,
+/// in front of the caller at length.
+fn reply_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    clean.trim().chars().take(REPLY_TEXT_CHARS).collect()
 }
 
 /// `http://` is prefixed when the endpoint has no scheme; `https://` is kept.
@@ -46,6 +59,85 @@ fn base_url(endpoint: &str) -> String {
         endpoint.to_string()
     } else {
         format!("http://{endpoint}")
+    }
+}
+
+/// Whether `endpoint` is a URL this API may call (API.md 8.3): after the `http://` of
+/// [`base_url`], an absolute `http` or `https` URL with a host, optionally a port and a
+/// path, and no user info, query or fragment; its host matches one of `hosts` (`*.`
+/// matches one or more labels) unless `hosts` is empty. `Err` is the reason.
+pub fn check_endpoint(endpoint: &str, hosts: &[String]) -> Result<(), &'static str> {
+    let url = base_url(endpoint);
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err("the scheme must be http or https");
+    }
+    if rest.contains('?') {
+        return Err("a query is not allowed");
+    }
+    if rest.contains('#') {
+        return Err("a fragment is not allowed");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err("user info is not allowed");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]` or `[::1]:8080`.
+        Some(literal) => {
+            let (address, after) = literal.split_once(']').ok_or("invalid host")?;
+            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+                return Err("invalid host");
+            }
+            let port = match after {
+                "" => None,
+                after => Some(after.strip_prefix(':').ok_or("invalid host")?),
+            };
+            (&authority[..address.len() + 2], port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            if host.is_empty() {
+                return Err("no host");
+            }
+            let valid = host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !valid {
+                return Err("invalid host");
+            }
+            (host, port)
+        }
+    };
+    if let Some(port) = port {
+        if !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().map_or(true, |p| p == 0)
+        {
+            return Err("invalid port");
+        }
+    }
+    let valid_path = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b));
+    if !valid_path {
+        return Err("invalid path");
+    }
+    if !hosts.is_empty() && !hosts.iter().any(|pattern| host_matches(pattern, host)) {
+        return Err("host not allowed");
+    }
+    Ok(())
+}
+
+/// `db.internal` matches `*.internal` and `db.internal`, not `internal` or `xdb.internal`.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(domain) => host
+            .strip_suffix(domain)
+            .is_some_and(|label| label.len() > 1 && label.ends_with('.')),
+        None => host == pattern,
     }
 }
 
@@ -72,6 +164,32 @@ fn info_object(body: &[u8]) -> Option<Value> {
     Some(Value::Object(info))
 }
 
+/// A plan a service offers (API.md 9.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub description: String,
+}
+
+/// Plans from a reply: a JSON array of objects with a string `name` (a `description`
+/// that is not a string reads as empty).
+fn plans_from(body: &[u8]) -> Option<Vec<Plan>> {
+    let items: Vec<Map<String, Value>> = serde_json::from_slice(body).ok()?;
+    items
+        .into_iter()
+        .map(|item| {
+            Some(Plan {
+                name: item.get("name")?.as_str()?.to_string(),
+                description: item
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+        })
+        .collect()
+}
+
 /// A bind reply's variables: a JSON object of strings; an empty body means none.
 fn bind_variables(body: &[u8]) -> Option<Variables> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -81,20 +199,20 @@ fn bind_variables(body: &[u8]) -> Option<Variables> {
 }
 
 impl ServiceApi {
-    /// The API of service `service`; `500 Unknown endpoint: production` when the service
-    /// has no production endpoint (only possible for data made outside the API).
-    pub fn load(db: &Db, service: &str) -> ApiResult<ServiceApi> {
+    /// The API of the service with id `service`; `500 Unknown endpoint: production` when
+    /// the service has no production endpoint (only possible for data made outside the API).
+    pub fn load(db: &Db, service: i64) -> ApiResult<ServiceApi> {
         let row = db.query_opt(
-            "SELECT s.username, s.password, e.url FROM services s \
-             JOIN service_endpoints e ON e.service = s.id AND e.env = 'production' \
+            "SELECT s.name, s.username, s.password, e.url FROM services s \
+             JOIN service_endpoints e ON e.service_id = s.id AND e.env = 'production' \
              WHERE s.id = ? AND e.url <> ''",
             params![service],
         )?;
         let row = row.ok_or_else(|| ApiError::new(500, "Unknown endpoint: production"))?;
         Ok(ServiceApi {
-            service: service.to_string(),
-            base_url: base_url(&row.text(2)),
-            authorization: basic_authorization(&row.text(0), &row.text(1)),
+            service: row.text(0),
+            base_url: base_url(&row.text(3)),
+            authorization: basic_authorization(&row.text(1), &row.text(2)),
         })
     }
 
@@ -235,6 +353,23 @@ impl ServiceApi {
         )))
     }
 
+    /// `GET /resources/plans` (API.md 9.3): `{"name","description"}` objects sorted by
+    /// name; a 404 means none; anything else that is not a JSON array of objects with a
+    /// string `name` is the route's 502.
+    pub fn plans(&self, ctx: &Ctx) -> ApiResult<Vec<Plan>> {
+        let failed = |reason: String| {
+            ApiError::bad_gateway(format!("Failed to get plans of {}: {reason}", self.service))
+        };
+        let body = match self.call(ctx, "GET", "/resources/plans", None) {
+            Ok(response) => response.body,
+            Err(CallError::Status(response)) if response.status == 404 => return Ok(Vec::new()),
+            Err(e) => return Err(failed(e.reason())),
+        };
+        let mut plans = plans_from(&body).ok_or_else(|| failed("invalid response".into()))?;
+        plans.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(plans)
+    }
+
     /// `GET /resources/<instance>`: the labelled values as an object; `{}` for another
     /// status or shape, `null` when the service cannot be reached.
     pub fn info(&self, ctx: &Ctx, instance: &str) -> Value {
@@ -310,5 +445,55 @@ mod tests {
         assert_eq!(bind_variables(br#"{"PORT":3306}"#), None);
         assert_eq!(bind_variables(b"[1]"), None);
         assert_eq!(bind_variables(b"{not json"), None);
+    }
+
+    #[test]
+    fn endpoints_are_plain_http_urls_on_allowed_hosts() {
+        for ok in [
+            "localhost:8080",
+            "someservice.com",
+            "https://mysql-api.example.com:8443/api/v1",
+            "http://10.0.0.1/",
+            "http://[::1]:8080/x",
+        ] {
+            assert_eq!(check_endpoint(ok, &[]), Ok(()), "{ok}");
+        }
+        for (bad, reason) in [
+            (
+                "http://127.0.0.1:9/internal/secret?",
+                "a query is not allowed",
+            ),
+            ("http://h/#frag", "a fragment is not allowed"),
+            ("http://user:pw@h", "user info is not allowed"),
+            ("ftp://h", "the scheme must be http or https"),
+            ("/path-only", "no host"),
+            ("http://", "no host"),
+            ("http://h:0", "invalid port"),
+            ("http://h:99999", "invalid port"),
+            ("http://h/a b", "invalid path"),
+            ("http://h^x", "invalid host"),
+        ] {
+            assert_eq!(check_endpoint(bad, &[]), Err(reason), "{bad}");
+        }
+        let hosts = vec!["*.internal".to_string(), "127.0.0.1".to_string()];
+        assert_eq!(check_endpoint("http://db.internal:8080", &hosts), Ok(()));
+        assert_eq!(check_endpoint("http://a.db.INTERNAL", &hosts), Ok(()));
+        assert_eq!(check_endpoint("127.0.0.1:3000", &hosts), Ok(()));
+        for bad in ["http://internal", "http://notinternal", "localhost:8080"] {
+            assert_eq!(
+                check_endpoint(bad, &hosts),
+                Err("host not allowed"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn reply_text_is_short_and_clean() {
+        let body = format!("  {}\u{1b}[31m\r\n\tred\u{7}  ", "é".repeat(400));
+        let text = reply_text(body.as_bytes());
+        assert_eq!(text.chars().count(), 300);
+        assert!(!text.chars().any(char::is_control));
+        assert_eq!(reply_text(b" \x1b[2Jboom\r\n "), "[2Jboom");
     }
 }

@@ -1,0 +1,451 @@
+//! Bounded cost of hostile input (API.md 8.4, 8.6, 8.7, 8.8): YAML manifests without
+//! anchors, aliases or tags and at most 64 KiB; password-reset and login throttling;
+//! outbound replies read up to 1 MiB; log entries kept per app up to `log_retention`.
+
+use e2e::accounts::{admin, register, team, user, PASSWORD};
+use e2e::races::{basic_auth, parallel, seconds_in};
+use e2e::services::create_service;
+use e2e::{app, App, FakeServer, Reply, Resp};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const NO_REFERENCES: &str = "Invalid YAML manifest: anchors, aliases and tags are not allowed\n";
+const TOO_LARGE: &str = "Request body too large\n";
+const MANIFEST_LIMIT: usize = 64 * 1024;
+
+fn alice(app: &App) -> String {
+    admin(app);
+    let alice = user(app, "alice@example.com");
+    team(app, &alice, "backend");
+    alice
+}
+
+/// A billion-laughs manifest of about `size` bytes: each level is a list of aliases of
+/// the level before, so expanding it would take far more memory than any host has.
+fn yaml_bomb(size: usize) -> String {
+    let mut doc = String::from(
+        "id: bomb\nendpoint:\n  production: http://svc.example.com\nl0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let mut level = 1;
+    loop {
+        let aliases = vec![format!("*l{}", level - 1); 10].join(",");
+        let line = format!("l{level}: &l{level} [{aliases}]\n");
+        if doc.len() + line.len() > size {
+            break;
+        }
+        doc.push_str(&line);
+        level += 1;
+    }
+    doc
+}
+
+/// Sends `req`, failing (instead of waiting a minute) when it takes more than 10 s.
+fn timed(req: e2e::RequestBuilder) -> (Resp, Duration) {
+    let started = Instant::now();
+    let resp = req
+        .timeout(Duration::from_secs(10))
+        .try_send()
+        .unwrap_or_else(|e| panic!("no answer within 10 s: {e}"));
+    (resp, started.elapsed())
+}
+
+#[test]
+fn a_yaml_bomb_is_refused_in_well_under_a_second() {
+    let app = app().start();
+    let alice = alice(&app);
+    let bomb = yaml_bomb(60 * 1024);
+    assert!(bomb.len() > 50 * 1024 && bomb.len() <= MANIFEST_LIMIT);
+
+    let (resp, took) = timed(app.post("/services").bearer(&alice).body(bomb.clone()));
+    resp.assert_is(400, NO_REFERENCES);
+    assert!(took < Duration::from_secs(1), "the bomb took {took:?}");
+    let (resp, took) = timed(app.put("/services").bearer(&alice).body(bomb.clone()));
+    resp.assert_is(400, NO_REFERENCES);
+    assert!(took < Duration::from_secs(1), "the bomb took {took:?}");
+
+    // A few at once do not take the host down.
+    let answers = parallel(4, |_| {
+        app.post("/services")
+            .bearer(&alice)
+            .body(bomb.clone())
+            .timeout(Duration::from_secs(10))
+    });
+    for resp in &answers {
+        resp.assert_is(400, NO_REFERENCES);
+    }
+    app.get("/healthcheck").send().assert_is(200, "WORKING");
+    app.get("/services/bomb")
+        .bearer(&alice)
+        .send()
+        .assert_is(404, "Service not found\n");
+
+    // The 80 KB bomb of the report is over the manifest limit.
+    let big = yaml_bomb(80 * 1000);
+    assert!(big.len() > MANIFEST_LIMIT);
+    let (resp, took) = timed(app.post("/services").bearer(&alice).body(big));
+    resp.assert_is(413, TOO_LARGE);
+    assert!(took < Duration::from_secs(1), "the big bomb took {took:?}");
+}
+
+#[test]
+fn manifests_may_not_use_anchors_aliases_or_tags() {
+    let app = app().start();
+    let alice = alice(&app);
+    let endpoint = "endpoint:\n  production: http://svc.example.com\n";
+    for (what, body) in [
+        ("a core tag", format!("id: !!str tagged\n{endpoint}")),
+        ("a local tag", format!("id: !custom tagged\n{endpoint}")),
+        (
+            "a tagged mapping",
+            "id: tagged\nendpoint: !!map\n  production: http://svc.example.com\n".to_string(),
+        ),
+        ("a lone anchor", format!("id: &name anchored\n{endpoint}")),
+        (
+            "an anchor and an alias",
+            "id: aliased\nendpoint:\n  production: &url http://svc.example.com\n  test: *url\n"
+                .to_string(),
+        ),
+        (
+            "a merge key",
+            "base: &base {production: http://svc.example.com}\nid: merged\nendpoint:\n  <<: *base\n"
+                .to_string(),
+        ),
+    ] {
+        let resp = app.post("/services").bearer(&alice).body(body.clone()).send();
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (400, NO_REFERENCES),
+            "POST with {what}"
+        );
+        let resp = app.put("/services").bearer(&alice).body(body).send();
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (400, NO_REFERENCES),
+            "PUT with {what}"
+        );
+    }
+    let list = app.get("/services").bearer(&alice).send();
+    list.assert_is(200, "[]");
+}
+
+#[test]
+fn ampersands_stars_and_bangs_inside_strings_are_plain_text() {
+    let service = FakeServer::start();
+    let app = app().start();
+    let alice = alice(&app);
+    // Plain and quoted scalars that merely contain the YAML indicator characters.
+    let body = format!(
+        "id: special\nusername: \"&user\"\npassword: p&ss*w!rd\nendpoint:\n  production: {}\n  test: 'http://svc-test.example.com/a&b*c!d'\n",
+        service.url()
+    );
+    app.post("/services")
+        .bearer(&alice)
+        .body(body)
+        .send()
+        .assert_is(200, "success");
+    let resp = app
+        .post("/services/instances")
+        .bearer(&alice)
+        .json(&json!({"name": "mine", "service_name": "special"}))
+        .send();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let create = &service.requests_to("POST", "/resources")[0];
+    assert_eq!(
+        create.header("authorization"),
+        Some(basic_auth("&user", "p&ss*w!rd").as_str())
+    );
+
+    // The documentation is plain text, not YAML: anything goes.
+    app.put("/services/special/doc")
+        .bearer(&alice)
+        .body("&anchor *alias !!tag")
+        .send()
+        .assert_is(200, "");
+}
+
+/// A manifest of exactly `size` bytes (padded with a comment).
+fn manifest_of_size(id: &str, size: usize) -> String {
+    let head = format!("id: {id}\nendpoint:\n  production: http://svc.example.com\n# ");
+    let pad = size - head.len() - 1;
+    format!("{head}{}\n", "x".repeat(pad))
+}
+
+#[test]
+fn manifests_are_at_most_64_kib() {
+    let app = app().start();
+    let alice = alice(&app);
+    let at_limit = manifest_of_size("limit", MANIFEST_LIMIT);
+    assert_eq!(at_limit.len(), MANIFEST_LIMIT);
+    app.post("/services")
+        .bearer(&alice)
+        .body(at_limit)
+        .send()
+        .assert_is(200, "success");
+
+    let over = manifest_of_size("over", MANIFEST_LIMIT + 1);
+    app.post("/services")
+        .bearer(&alice)
+        .body(over)
+        .send()
+        .assert_is(413, TOO_LARGE);
+    app.get("/services/over")
+        .bearer(&alice)
+        .send()
+        .assert_is(404, "Service not found\n");
+    let over = manifest_of_size("limit", MANIFEST_LIMIT + 1);
+    app.put("/services")
+        .bearer(&alice)
+        .body(over)
+        .send()
+        .assert_is(413, TOO_LARGE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Password resets (API.md 8.7).
+
+const RESET_WAIT: &str = "A password reset was requested recently. Try again in ";
+
+/// Asserts a 429 with the reset message and `<n>` in 1..=60.
+#[track_caller]
+fn assert_reset_refused(resp: &Resp) {
+    let text = resp.text();
+    assert_eq!(resp.status, 429, "{text:?}");
+    let n = seconds_in(&text, RESET_WAIT).unwrap_or_else(|| panic!("{text:?}"));
+    assert!((1..=60).contains(&n), "{text:?}");
+}
+
+#[test]
+fn a_reset_flood_sends_one_mail() {
+    let mailer = FakeServer::start();
+    let app = app()
+        .var("mailer_url", &format!("{}/mail", mailer.url()))
+        .start();
+    admin(&app);
+    assert_eq!(register(&app, "dana@example.com").status, 200);
+    assert_eq!(register(&app, "erin@example.com").status, 200);
+
+    let answers = parallel(100, |_| app.post("/users/dana@example.com/password"));
+    let sent: Vec<&Resp> = answers.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(
+        sent.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in answers.iter().filter(|r| r.status != 200) {
+        assert_reset_refused(r);
+    }
+    let mails = mailer.requests();
+    assert_eq!(mails.len(), 1, "mails sent");
+    assert_eq!(mails[0].json()["to"], "dana@example.com");
+
+    // Still inside the window; another email is not affected.
+    assert_reset_refused(&app.post("/users/dana@example.com/password").send());
+    assert_eq!(mailer.requests().len(), 1);
+    assert_eq!(
+        app.post("/users/erin@example.com/password").send().status,
+        200
+    );
+    assert_eq!(mailer.requests().len(), 2);
+}
+
+fn reset_token(mail: &e2e::Recorded) -> String {
+    let body = mail.json()["body"].as_str().unwrap().to_string();
+    let start = body.find("reset it: ").expect("token in the mail") + "reset it: ".len();
+    body[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_failed_reset_mail_does_not_start_the_window() {
+    let mailer = FakeServer::start();
+    let app = app()
+        .var("mailer_url", &format!("{}/mail", mailer.url()))
+        .start();
+    admin(&app);
+    assert_eq!(register(&app, "erin@example.com").status, 200);
+
+    mailer.on_once("POST", "/mail", Reply::text(500, "smtp down"));
+    app.post("/users/erin@example.com/password")
+        .send()
+        .assert_is(502, "Failed to send e-mail: smtp down\n");
+    let resp = app.post("/users/erin@example.com/password").send();
+    assert_eq!(
+        resp.status,
+        200,
+        "not refused after a failed mail: {}",
+        resp.text()
+    );
+    let token = reset_token(&mailer.requests()[1]);
+    assert_reset_refused(&app.post("/users/erin@example.com/password").send());
+
+    // The second step is not limited by the window.
+    let resp = app
+        .post(&format!("/users/erin@example.com/password?token={token}"))
+        .send();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(mailer.requests().len(), 3);
+    assert_eq!(
+        mailer.requests()[2].json()["subject"],
+        "[Tsuru] Password successfuly redefined"
+    );
+    // Nor does it start a new one: the first step's window still runs.
+    assert_reset_refused(&app.post("/users/erin@example.com/password").send());
+    assert_eq!(mailer.requests().len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Login throttling (API.md 8.6).
+
+const LOGIN_WAIT: &str = "Too many failed login attempts. Try again in ";
+const WRONG: &str = "Authentication failed, wrong password.\n";
+
+fn login(app: &App, email: &str, password: &str) -> Resp {
+    app.post(&format!("/users/{email}/tokens"))
+        .json(&json!({ "password": password }))
+        .send()
+}
+
+/// Asserts a 429 with the login message and `<n>` in `range`.
+#[track_caller]
+fn assert_login_refused(resp: &Resp, range: std::ops::RangeInclusive<u64>) {
+    let text = resp.text();
+    assert_eq!(resp.status, 429, "{text:?}");
+    let n = seconds_in(&text, LOGIN_WAIT).unwrap_or_else(|| panic!("{text:?}"));
+    assert!(range.contains(&n), "{text:?} not in {range:?}");
+}
+
+#[test]
+fn five_failed_logins_block_the_email_until_the_delay_passes() {
+    let app = app().start();
+    admin(&app);
+    let email = "frank@example.com";
+    assert_eq!(register(&app, email).status, 200);
+    assert_eq!(register(&app, "gina@example.com").status, 200);
+
+    for _ in 0..5 {
+        login(&app, email, "wrong-password").assert_is(401, WRONG);
+    }
+    // Even the right password is refused now, without being checked.
+    login(&app, email, PASSWORD).assert_is(
+        429,
+        "Too many failed login attempts. Try again in 1 seconds.\n",
+    );
+    // The block is per email.
+    assert_eq!(login(&app, "gina@example.com", PASSWORD).status, 200);
+
+    std::thread::sleep(Duration::from_millis(1300));
+    let ok = login(&app, email, PASSWORD);
+    assert_eq!(ok.status, 200, "after the delay: {}", ok.text());
+
+    // The success reset the count: five more failures before the next block.
+    for _ in 0..5 {
+        login(&app, email, "wrong-password").assert_is(401, WRONG);
+    }
+    assert_login_refused(&login(&app, email, "wrong-password"), 1..=1);
+}
+
+#[test]
+fn the_delay_doubles_and_refused_attempts_are_cheap_and_do_not_extend_it() {
+    let app = app().start();
+    admin(&app);
+    let email = "hank@example.com";
+    assert_eq!(register(&app, email).status, 200);
+
+    for _ in 0..5 {
+        login(&app, email, "wrong-password").assert_is(401, WRONG);
+    }
+    assert_login_refused(&login(&app, email, PASSWORD), 1..=1);
+    std::thread::sleep(Duration::from_millis(1300));
+    // A sixth failure doubles the delay to 2 s.
+    login(&app, email, "wrong-password").assert_is(401, WRONG);
+    assert_login_refused(&login(&app, email, PASSWORD), 1..=2);
+    std::thread::sleep(Duration::from_millis(2300));
+    // A seventh: 4 s.
+    login(&app, email, "wrong-password").assert_is(401, WRONG);
+    let blocked_at = Instant::now();
+
+    // 40 wrong passwords at once are all refused (none is hashed, none counts).
+    let answers = parallel(40, |_| {
+        app.post(&format!("/users/{email}/tokens"))
+            .json(&json!({ "password": "wrong-password" }))
+    });
+    for resp in &answers {
+        assert_login_refused(resp, 1..=4);
+    }
+    app.get("/healthcheck").send().assert_is(200, "WORKING");
+
+    // The refused attempts did not extend the 4 s delay.
+    let wait = Duration::from_millis(4300).saturating_sub(blocked_at.elapsed());
+    std::thread::sleep(wait);
+    let ok = login(&app, email, PASSWORD);
+    assert_eq!(ok.status, 200, "after the delay: {}", ok.text());
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounds on stored and received data (API.md 8.4, 8.8).
+
+#[test]
+fn an_oversized_service_reply_is_a_transport_failure() {
+    let service = FakeServer::start();
+    let app = app().start();
+    let alice = alice(&app);
+    create_service(&app, &alice, "mysql", &service.url());
+    e2e::services::create_instance(&app, &alice, "mysql", "big");
+
+    service.on(
+        "GET",
+        "/resources/big/status",
+        Reply::status(200).body(vec![b'x'; 2 * 1024 * 1024]),
+    );
+    let resp = app
+        .get("/services/instances/big/status")
+        .bearer(&alice)
+        .send();
+    let text = resp.text();
+    let head: String = text.chars().take(300).collect();
+    assert_eq!(resp.status, 502, "{head}");
+    assert!(
+        text.starts_with(
+            "Could not retrieve status of service instance, error: Failed to get status of instance big: "
+        ),
+        "{head}"
+    );
+    assert!(text.contains("reply too large"), "{head}");
+    assert!(text.len() < 1024, "{} bytes", text.len());
+    app.get("/healthcheck").send().assert_is(200, "WORKING");
+}
+
+#[test]
+fn only_the_newest_log_retention_entries_are_kept() {
+    let app = app().var("log_retention", "100").start();
+    let (_, alice) = e2e::apps::alice_with_web(&app);
+    e2e::apps::create_app(&app, &alice, "api");
+    let lines: Vec<String> = (1..=150).map(|i| format!("line-{i:03}")).collect();
+    for batch in lines.chunks(50) {
+        let resp = app
+            .post("/apps/web/log")
+            .bearer(&alice)
+            .json(&json!(batch))
+            .send();
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let resp = app
+        .post("/apps/api/log")
+        .bearer(&alice)
+        .json(&json!(["api-1", "api-2"]))
+        .send();
+    assert_eq!(resp.status, 200);
+
+    let kept = e2e::apps::log_messages(&app, &alice, "web", "?lines=0");
+    assert_eq!(kept, lines[50..].to_vec(), "the newest 100 entries");
+    // Retention is per app: the other app keeps its own entries.
+    let api = e2e::apps::log_messages(&app, &alice, "api", "?lines=0");
+    assert!(
+        api.ends_with(&["api-1".to_string(), "api-2".to_string()]),
+        "{api:?}"
+    );
+}
