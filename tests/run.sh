@@ -7,6 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh machine has rustup and a stable toolchain but not the wasm target: rustup does
+# not add the target rust-toolchain.toml names to a toolchain installed before it.
+echo "==> toolchain"
+rustup target add wasm32-wasip1
+rustup component add rustfmt clippy
+
 # Crates that run natively (the test host, the tests, the benchmark); everything else is wasm.
 NATIVE=(--exclude spin-test-host --exclude e2e --exclude bench)
 

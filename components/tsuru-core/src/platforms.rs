@@ -42,7 +42,7 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
     if !is_platform_name(&name) {
         return Err(ApiError::bad_request("Invalid platform name"));
     }
-    let inserted = ctx.db()?.execute(
+    let inserted = ctx.db()?.write(
         "INSERT INTO platforms (name) VALUES (?)",
         params![name.as_str()],
     );
@@ -50,7 +50,7 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
         Err(e) if e.is_unique_violation() => {
             return Err(ApiError::conflict("Platform already exists"))
         }
-        other => other?,
+        other => drop(other?),
     }
     audit::record(ctx, "create-platform", &name, json!({}));
     Ok(Response::empty())

@@ -70,6 +70,8 @@ struct Options {
     rounds: Option<usize>,
     /// Print every host call of one request of each route, not only the counts.
     calls: bool,
+    /// Apps in the database for the scaling run (default 10,000; 100 in smoke mode).
+    apps: Option<usize>,
 }
 
 /// How long and how big each part of a run is.
@@ -94,6 +96,7 @@ impl Options {
             threads: None,
             rounds: None,
             calls: false,
+            apps: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -102,8 +105,11 @@ impl Options {
                 "--calls" => options.calls = true,
                 "--threads" => options.threads = Some(positive(args.next(), "--threads")?),
                 "--rounds" => options.rounds = Some(positive(args.next(), "--rounds")?),
+                "--apps" => options.apps = Some(positive(args.next(), "--apps")?),
                 "-h" | "--help" => {
-                    println!("usage: bench [--smoke] [--threads N] [--rounds N] [--calls]");
+                    println!(
+                        "usage: bench [--smoke] [--threads N] [--rounds N] [--apps N] [--calls]"
+                    );
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other:?}")),
@@ -141,6 +147,9 @@ impl Options {
         };
         if let Some(r) = self.rounds {
             scale.rounds = r;
+        }
+        if let Some(n) = self.apps {
+            scale.total_apps = n;
         }
         scale
     }

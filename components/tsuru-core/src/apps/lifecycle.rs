@@ -99,9 +99,34 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         platform,
         owner: user,
     };
-    let (app_id, members) = ctx.db()?.transaction(|db| insert_app(db, &creation))?;
+    // With no outside system to wait for (no Gandalf, the built-in provisioner), the
+    // creation is one transaction; otherwise the app is reserved first, as `pending`.
+    let with_git = gandalf::is_configured(ctx);
+    let at_once = provisioner::is_builtin(ctx) && !with_git;
+    let (app_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let app_id = insert_app(db, &creation, at_once)?;
+        if at_once {
+            let units = provisioner::started(&[first_unit(&creation.name)]);
+            let built_in = provisioner::Provisioned {
+                ip: String::new(),
+                units,
+            };
+            record_ready(db, &creation, app_id, &built_in, false)?;
+        }
+        let members = if with_git {
+            repository_users(db, app_id)?
+        } else {
+            Vec::new()
+        };
+        Ok((app_id, members))
+    })?;
     let mut repository_created = false;
-    if let Err(e) = set_up(ctx, &creation, app_id, &members, &mut repository_created) {
+    let done = tokens::store_app_token(ctx.kv()?, &creation.token, &creation.name, Some(app_id))
+        .and_then(|_| match at_once {
+            true => Ok(()),
+            false => set_up(ctx, &creation, app_id, &members, &mut repository_created),
+        });
+    if let Err(e) = done {
         undo_creation(ctx, &creation, app_id, repository_created);
         return Err(e);
     }
@@ -116,25 +141,33 @@ fn creation_failed(app: &str, why: &str) -> String {
 }
 
 /// Side effect 1 of `POST /apps`, with checks 5–7 inside the transaction so that
-/// concurrent creations see each other. Returns the app's id and the emails of its
-/// teams' members (who may push to its repository).
-fn insert_app(db: &Db, c: &Creation) -> ApiResult<(i64, Vec<String>)> {
+/// concurrent creations see each other: the app (`ready` when `ready`, else `pending`),
+/// its teams, quota and variables. Returns the app's id.
+fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
     let name = c.name.as_str();
     let now = now_unix();
-    db.execute(
-        "DELETE FROM apps WHERE name = ? AND state = 'pending' AND created_unix < ?",
-        params![name, now - PENDING_LEASE_SECONDS],
-    )?;
+    // The name's holder (1 when an abandoned creation, 0 otherwise) and the room left in
+    // the owner's quota, in one statement.
+    let checks = db
+        .query_opt(
+            "SELECT (SELECT state = 'pending' AND created_unix < ?2 FROM apps WHERE name = ?1), \
+             (SELECT q.\"limit\" - (SELECT COUNT(*) FROM apps a WHERE a.owner_id = q.user_id) \
+              FROM quotas q WHERE q.user_id = ?3)",
+            params![name, now - PENDING_LEASE_SECONDS, c.owner.id],
+        )?
+        .ok_or_else(|| ApiError::internal("no row from a scalar query"))?;
     let duplicate = || {
         ApiError::conflict(creation_failed(
             name,
             "there is already an app with this name.",
         ))
     };
-    if db.exists("SELECT 1 FROM apps WHERE name = ?", params![name])? {
-        return Err(duplicate());
+    match checks.opt_int(0) {
+        Some(1) => db.execute("DELETE FROM apps WHERE name = ?", params![name])?,
+        Some(_) => return Err(duplicate()),
+        None => {}
     }
-    if quota::user_room(db, c.owner.id)? == Some(0) {
+    if checks.opt_int(1).is_some_and(|room| room <= 0) {
         return Err(ApiError::forbidden("Quota exceeded"));
     }
     if c.units_quota == Some(0) {
@@ -143,10 +176,11 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<(i64, Vec<String>)> {
             "app creation is disallowed",
         )));
     }
+    let state = if ready { "ready" } else { "pending" };
     let inserted = db.query(
         "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, created_unix) \
-         VALUES (?, ?, ?, ?, 'pending', 1, ?, ?) RETURNING id",
-        params![name, c.platform.as_str(), c.owner.email.as_str(), c.owner.id, now_rfc3339(), now],
+         VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+        params![name, c.platform.as_str(), c.owner.email.as_str(), c.owner.id, state, now_rfc3339(), now],
     );
     let app_id = match inserted {
         Err(e) if e.is_unique_violation() => return Err(duplicate()),
@@ -169,7 +203,12 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<(i64, Vec<String>)> {
         quota::create_for_app(db, app_id, limit, &[quota::unit_item(name, 0)])?;
     }
     env::set_private(db, app_id, &c.variables(), None)?;
-    let members = db
+    Ok(app_id)
+}
+
+/// The members of the app's teams: who may push to its repository.
+fn repository_users(db: &Db, app_id: i64) -> ApiResult<Vec<String>> {
+    Ok(db
         .query(
             "SELECT DISTINCT u.email FROM app_teams x JOIN team_members m ON m.team_id = x.team_id \
              JOIN users u ON u.id = m.user_id WHERE x.app_id = ? ORDER BY u.email",
@@ -177,12 +216,14 @@ fn insert_app(db: &Db, c: &Creation) -> ApiResult<(i64, Vec<String>)> {
         )?
         .iter()
         .map(|r| r.text(0))
-        .collect();
-    Ok((app_id, members))
+        .collect())
 }
 
-/// Side effects 2–4 of `POST /apps`: token record, repository, first unit; then the app
-/// is ready.
+fn first_unit(app: &str) -> String {
+    format!("{app}/0")
+}
+
+/// Side effects 3–4 of `POST /apps`: repository, first unit; then the app is ready.
 fn set_up(
     ctx: &Ctx,
     c: &Creation,
@@ -191,7 +232,6 @@ fn set_up(
     repository_created: &mut bool,
 ) -> ApiResult<()> {
     let failed = |reason: String| ApiError::bad_gateway(creation_failed(&c.name, &reason));
-    tokens::store_app_token(ctx.kv()?, &c.token, &c.name, Some(app_id))?;
     gandalf::create_repository(ctx, &c.name, members).map_err(failed)?;
     *repository_created = true;
     let env = c
@@ -199,29 +239,12 @@ fn set_up(
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let first_unit = format!("{}/0", c.name);
     let provisioned =
-        provisioner::provision(ctx, &c.name, &c.platform, &[first_unit], &env).map_err(failed)?;
-    let stored = ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let ready = db.query_opt(
-            "UPDATE apps SET ip = ?, state = 'ready' WHERE id = ? RETURNING id",
-            params![provisioned.ip.as_str(), app_id],
-        )?;
-        if ready.is_none() {
-            // Removed while it was being created.
-            return Err(crate::apps::records::not_found(&c.name));
-        }
-        let quota_item = c.units_quota.map(|_| quota::unit_item(&c.name, 0));
-        units::insert_unit(db, app_id, 0, &provisioned.units[0], quota_item.as_deref())?;
-        audit::record_in(
-            db,
-            &c.owner.email,
-            "create-app",
-            &c.name,
-            json!({"platform": c.platform}),
-        );
-        Ok(())
-    });
+        provisioner::provision(ctx, &c.name, &c.platform, &[first_unit(&c.name)], &env)
+            .map_err(failed)?;
+    let stored = ctx
+        .db()?
+        .transaction(|db| record_ready(db, c, app_id, &provisioned, true));
     if stored.is_err() {
         log_failure(
             "provisioner destroy",
@@ -230,6 +253,37 @@ fn set_up(
         );
     }
     stored
+}
+
+/// The outcome of provisioning: its first unit, and (with `mark_ready`) the app's address
+/// and state; the app is ready.
+fn record_ready(
+    db: &Db,
+    c: &Creation,
+    app_id: i64,
+    provisioned: &provisioner::Provisioned,
+    mark_ready: bool,
+) -> ApiResult<()> {
+    if mark_ready {
+        let ready = db.query_opt(
+            "UPDATE apps SET ip = ?, state = 'ready' WHERE id = ? RETURNING id",
+            params![provisioned.ip.as_str(), app_id],
+        )?;
+        if ready.is_none() {
+            // Removed while it was being created.
+            return Err(crate::apps::records::not_found(&c.name));
+        }
+    }
+    let quota_item = c.units_quota.map(|_| quota::unit_item(&c.name, 0));
+    units::insert_unit(db, app_id, 0, &provisioned.units[0], quota_item.as_deref())?;
+    audit::record_in(
+        db,
+        &c.owner.email,
+        "create-app",
+        &c.name,
+        json!({"platform": c.platform}),
+    );
+    Ok(())
 }
 
 /// Undoes `POST /apps` in reverse order after a failure in side effects 2–4; each
@@ -246,7 +300,8 @@ fn undo_creation(ctx: &Ctx, c: &Creation, app_id: i64, repository_created: bool)
     let token = ctx.kv().and_then(|kv| tokens::delete_token(kv, &c.token));
     log_failure("delete app token", &c.name, token.map_err(|e| e.message));
     let rows = ctx.db().and_then(|db| {
-        db.execute("DELETE FROM apps WHERE id = ?", params![app_id])
+        db.write("DELETE FROM apps WHERE id = ?", params![app_id])
+            .map(drop)
             .map_err(ApiError::from)
     });
     log_failure("delete app rows", &c.name, rows.map_err(|e| e.message));

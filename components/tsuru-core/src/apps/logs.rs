@@ -278,7 +278,7 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let app = ctx.req.query_param("app").map(str::to_string);
     let db = ctx.db()?;
     match &app {
-        None => db.execute("DELETE FROM app_logs", &[])?,
+        None => drop(db.write("DELETE FROM app_logs", &[])?),
         Some(name) => {
             let app = load_with(db, name, None, None, Extra::default())
                 .map_err(|e| match e.status {
@@ -286,7 +286,7 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
                     _ => e,
                 })?
                 .0;
-            db.execute("DELETE FROM app_logs WHERE app_id = ?", params![app.id])?;
+            db.write("DELETE FROM app_logs WHERE app_id = ?", params![app.id])?;
         }
     }
     audit::record(ctx, "log-remove", app.as_deref().unwrap_or(""), json!({}));

@@ -38,7 +38,7 @@ pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
         Ok((app, team_id, teams::member_emails(db, team_id)?))
     })?;
     if let Err(reason) = gandalf::grant(ctx, std::slice::from_ref(&app.name), &members) {
-        ctx.db()?.execute(
+        ctx.db()?.write(
             "DELETE FROM app_teams WHERE app_id = ? AND team_id = ?",
             params![app.id, team_id],
         )?;
@@ -100,8 +100,9 @@ pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
 }
 
 fn link_team(db: &Db, app_id: i64, team_id: i64) -> Result<(), DbError> {
-    db.execute(
+    db.write(
         "INSERT INTO app_teams (app_id, team_id) VALUES (?, ?)",
         params![app_id, team_id],
     )
+    .map(drop)
 }

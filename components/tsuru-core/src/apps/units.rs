@@ -47,8 +47,10 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
     let count = i64::from(count);
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
+    // With the built-in provisioner there is no call to wait for: one transaction.
+    let at_once = provisioner::is_builtin(ctx);
     // (1) In one transaction: the checks, the unit numbers and their quota items.
-    let (app, first, env, reserved) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+    let (app, numbers, env, reserved) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let (app, row) = load_for_with(
             db,
             ctx.param("app"),
@@ -59,7 +61,7 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
                 params: Vec::new(),
             },
         )?;
-        let reserved = match quota::app_room(db, app.id)? {
+        let quota = match quota::app_room(db, app.id)? {
             Some((_, room)) if room < count => {
                 return Err(ApiError::forbidden(format!(
                     "Quota exceeded. Available: {room}. Requested: {count}."
@@ -75,67 +77,96 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
             )?
             .ok_or_else(|| not_found(&app.name))?
             .int(0);
-        if let Some(quota_id) = reserved {
-            let items: Vec<String> = (first..first + count)
-                .map(|k| quota::unit_item(&app.name, k))
-                .collect();
-            quota::reserve(db, quota_id, &items)?;
+        let numbers: Vec<i64> = (first..first + count).collect();
+        if let Some(quota_id) = quota {
+            quota::reserve(db, quota_id, &items(&app.name, &numbers))?;
+        }
+        if at_once {
+            let units = provisioner::started(&names(&app.name, &numbers));
+            record_units(
+                db,
+                &app.name,
+                app.id,
+                &numbers,
+                &units,
+                quota.is_some(),
+                &user.email,
+            )?;
         }
         let env = env::values_from(&row, APP_COLUMN_COUNT);
-        Ok((app, first, env, reserved.is_some()))
+        Ok((app, numbers, env, quota.is_some()))
     })?;
-    // (2) Provision them, (3) record them; a failure releases the reserved items.
-    let numbers: Vec<i64> = (first..first + count).collect();
-    let names: Vec<String> = numbers
-        .iter()
-        .map(|k| format!("{}/{k}", app.name))
-        .collect();
-    let added = provisioner::add_units(ctx, &app.name, &names, &env)
-        .map_err(|reason| {
-            ApiError::bad_gateway(format!(
-                "Failed to add units to the app \"{}\": {reason}",
-                app.name
-            ))
-        })
-        .and_then(|units| {
-            ctx.db()?.transaction(|db| -> ApiResult<()> {
-                for (number, unit) in numbers.iter().zip(&units) {
-                    let item = reserved.then(|| quota::unit_item(&app.name, *number));
-                    insert_unit(db, app.id, *number, unit, item.as_deref()).map_err(|e| {
-                        if e.is_foreign_key_violation() {
-                            // The app was removed meanwhile; its quota went with it.
-                            not_found(&app.name)
-                        } else {
-                            e.into()
-                        }
-                    })?;
-                }
-                audit::record_in(
-                    db,
-                    &user.email,
-                    "add-units",
-                    &app.name,
-                    json!({"units": names}),
-                );
-                Ok(())
+    if !at_once {
+        // (2) Provision them, (3) record them; a failure releases the reserved items.
+        let added = provisioner::add_units(ctx, &app.name, &names(&app.name, &numbers), &env)
+            .map_err(|reason| {
+                ApiError::bad_gateway(format!(
+                    "Failed to add units to the app \"{}\": {reason}",
+                    app.name
+                ))
             })
-        });
-    if let Err(e) = added {
-        let items: Vec<String> = numbers
-            .iter()
-            .map(|k| quota::unit_item(&app.name, *k))
-            .collect();
-        let released = ctx
-            .db()
-            .and_then(|db| Ok(quota::release(db, app.id, &items)?));
-        if let Err(release) = released {
-            eprintln!("releasing quota items of app {}: {release}", app.name);
+            .and_then(|units| {
+                ctx.db()?.transaction(|db| {
+                    record_units(
+                        db,
+                        &app.name,
+                        app.id,
+                        &numbers,
+                        &units,
+                        reserved,
+                        &user.email,
+                    )
+                })
+            });
+        if let Err(e) = added {
+            let items = items(&app.name, &numbers);
+            let released = ctx
+                .db()
+                .and_then(|db| db.transaction(|db| Ok(quota::release(db, app.id, &items)?)));
+            if let Err(release) = released {
+                eprintln!("releasing quota items of app {}: {release}", app.name);
+            }
+            return Err(e);
         }
-        return Err(e);
     }
     // (4) Bind the new units to the app's service instances.
     bound_services::bind_new_units(ctx, app.id, &numbers);
     Ok(Response::empty())
+}
+
+fn names(app: &str, numbers: &[i64]) -> Vec<String> {
+    numbers.iter().map(|k| format!("{app}/{k}")).collect()
+}
+
+fn items(app: &str, numbers: &[i64]) -> Vec<String> {
+    numbers.iter().map(|k| quota::unit_item(app, *k)).collect()
+}
+
+/// Step (3): the units the provisioner reported, with their quota items, and the audit
+/// event. The app must still be there: a unit never attaches to a namesake.
+fn record_units(
+    db: &Db,
+    app: &str,
+    app_id: i64,
+    numbers: &[i64],
+    units: &[provisioner::UnitStatus],
+    reserved: bool,
+    actor: &str,
+) -> ApiResult<()> {
+    for (number, unit) in numbers.iter().zip(units) {
+        let item = reserved.then(|| quota::unit_item(app, *number));
+        insert_unit(db, app_id, *number, unit, item.as_deref()).map_err(|e| {
+            if e.is_foreign_key_violation() {
+                // The app was removed meanwhile; its quota went with it.
+                not_found(app)
+            } else {
+                e.into()
+            }
+        })?;
+    }
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+    audit::record_in(db, actor, "add-units", app, json!({ "units": names }));
+    Ok(())
 }
 
 /// Removal order: `down` and unknown states first, then `building`, `unreachable`, `started`.

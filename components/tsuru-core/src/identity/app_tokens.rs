@@ -33,7 +33,7 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let (token, record) = tokens::issue_app_token(ctx.kv()?, &client, app_id)?;
     if let (true, Some(app_id)) = (body.export.unwrap_or(false), app_id) {
         // By id: an app removed meanwhile gets nothing, and neither does a namesake.
-        let exported = db.execute(
+        let exported = db.write(
             "INSERT OR REPLACE INTO env_vars (app_id, name, value, public, instance_id) \
              SELECT id, 'TSURU_APP_TOKEN', ?, 0, NULL FROM apps WHERE id = ?",
             params![token.as_str(), app_id],

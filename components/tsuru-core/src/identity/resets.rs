@@ -53,12 +53,12 @@ fn send_reset_token(ctx: &Ctx, user_id: i64, email: &str) -> ApiResult<Response>
     let hash = sha256_hex(token.as_bytes());
     let now = now_unix();
     let db = ctx.db()?;
-    let claimed = db.query_opt(
+    let claimed = db.write(
         "UPDATE users SET reset_hash = ?1, reset_created = ?2, reset_mailed = ?2 \
          WHERE id = ?3 AND (reset_mailed IS NULL OR reset_mailed <= ?2 - ?4) RETURNING id",
         params![hash.as_str(), now, user_id, MAIL_WINDOW_SECONDS],
     )?;
-    if claimed.is_none() {
+    if claimed.is_empty() {
         let mailed = db
             .query_opt(
                 "SELECT reset_mailed FROM users WHERE id = ?",
@@ -77,7 +77,7 @@ fn send_reset_token(ctx: &Ctx, user_id: i64, email: &str) -> ApiResult<Response>
     );
     if let Err(reason) = mailer::send(ctx, email, "[Tsuru] Password reset process", &body) {
         // A failed mail opens no window and leaves no token.
-        ctx.db()?.execute(
+        ctx.db()?.write(
             "UPDATE users SET reset_hash = NULL, reset_created = NULL, reset_mailed = NULL \
              WHERE id = ? AND reset_hash = ?",
             params![user_id, hash.as_str()],
@@ -95,18 +95,20 @@ fn send_new_password(ctx: &Ctx, user_id: i64, email: &str, token: &str) -> ApiRe
     let now = now_unix();
     let db = ctx.db()?;
     let created = db
-        .query_opt(
+        .write(
             "UPDATE users SET reset_hash = NULL WHERE id = ? AND reset_hash = ? \
              AND reset_created > ? RETURNING reset_created",
             params![user_id, hash.as_str(), now - RESET_TOKEN_SECONDS],
         )?
+        .into_iter()
+        .next()
         .ok_or_else(|| ApiError::forbidden("Invalid token"))?
         .int(0);
     let new_password = passwords::generate()?;
     let body = format!("Your tsuru password has been reset. Your new password is: {new_password}");
     if let Err(reason) = mailer::send(ctx, email, "[Tsuru] Password successfuly redefined", &body) {
         // The token works again, unless a newer one replaced it meanwhile.
-        ctx.db()?.execute(
+        ctx.db()?.write(
             "UPDATE users SET reset_hash = ?, reset_created = ? WHERE id = ? AND reset_hash IS NULL",
             params![hash.as_str(), created, user_id],
         )?;

@@ -229,7 +229,7 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
     })?;
     if !apps.is_empty() {
         if let Err(reason) = gandalf::grant(ctx, &apps, std::slice::from_ref(&email)) {
-            ctx.db()?.execute(
+            ctx.db()?.write(
                 "DELETE FROM team_members WHERE team_id = ? AND user_id = ?",
                 params![change.team_id, change.user_id],
             )?;
@@ -283,7 +283,7 @@ pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
     })?;
     if !lost.is_empty() {
         if let Err(reason) = gandalf::revoke(ctx, &lost, std::slice::from_ref(&email)) {
-            let restored = ctx.db()?.execute(
+            let restored = ctx.db()?.write(
                 "INSERT OR IGNORE INTO team_members (team_id, user_id) VALUES (?, ?)",
                 params![change.team_id, change.user_id],
             );

@@ -5,6 +5,7 @@
 use crate::runtime::error::ApiError;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::time::{Duration, Instant};
 
 /// A SQLite value, as Spin's `sqlite` interface carries it.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,8 +136,26 @@ pub trait SqlBackend {
 
 /// How long a statement keeps retrying while another connection holds the write lock.
 /// Spin gives every request its own connection, so concurrent writers really contend.
-const BUSY_RETRY_LIMIT: u32 = 500;
-const BUSY_RETRY_SLEEP_MS: u64 = 10;
+const BUSY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits before trying for the write lock again, less the longer the request has
+/// waited: SQLite's own busy handler does the opposite (it sleeps in growing steps up to
+/// 100 ms), so under contention a request that falls behind keeps losing the lock to
+/// newer ones: the write tail. Here the oldest waiters try most often and tend to win,
+/// close to first come, first served, while new waiters cost little. The pause is drawn
+/// from the clock so that waiters do not retry in step.
+fn busy_pause(waited: Duration) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let (least, spread) = match waited.as_millis() {
+        0..20 => (2_000, 2_000),
+        20..50 => (1_000, 1_000),
+        50..100 => (300, 300),
+        _ => (100, 100),
+    };
+    std::thread::sleep(Duration::from_micros(least + u64::from(nanos) % spread));
+}
 
 /// Opens a new connection to the database.
 pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn SqlBackend>>>;
@@ -161,6 +180,8 @@ pub struct Db {
     schema: SchemaCheck,
     schema_checked: Cell<bool>,
     in_transaction: Cell<bool>,
+    /// Whether this connection is set up for writing ([`Db::prepare_for_writes`]).
+    busy_handler_off: Cell<bool>,
 }
 
 impl Db {
@@ -171,6 +192,7 @@ impl Db {
             schema,
             schema_checked: Cell::new(false),
             in_transaction: Cell::new(false),
+            busy_handler_off: Cell::new(false),
         }
     }
 
@@ -184,12 +206,11 @@ impl Db {
         let Some(backend) = connection.as_ref() else {
             return Err(DbError("no connection".into()));
         };
-        let mut attempt = 0;
+        let started = Instant::now();
         loop {
             match backend.execute(sql, params) {
-                Err(e) if e.is_busy() && attempt < BUSY_RETRY_LIMIT => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(BUSY_RETRY_SLEEP_MS));
+                Err(e) if e.is_busy() && started.elapsed() < BUSY_DEADLINE => {
+                    busy_pause(started.elapsed())
                 }
                 other => return other,
             }
@@ -261,7 +282,9 @@ impl Db {
         if self.in_transaction.get() {
             return f(self);
         }
-        self.execute("BEGIN IMMEDIATE", &[])?;
+        self.ensure_schema()?;
+        self.prepare_for_writes();
+        self.run("BEGIN IMMEDIATE", &[])?;
         self.in_transaction.set(true);
         let outcome = f(self);
         self.in_transaction.set(false);
@@ -282,6 +305,29 @@ impl Db {
         }
     }
 
+    /// Runs one write statement on its own (SQLite makes it its own transaction), waiting
+    /// for the write lock the way transactions do.
+    pub fn write(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+        if !self.in_transaction.get() {
+            self.ensure_schema()?;
+            self.prepare_for_writes();
+        }
+        self.run(sql, params)
+    }
+
+    /// Sets up the connection for writing, once: its own busy handler off (it would wait
+    /// in steps of up to 100 ms; `run` retries as [`busy_pause`] says instead). Commits
+    /// still wait for the disk (`synchronous = FULL`, Spin's default): a power cut loses
+    /// no write the API acknowledged. A remote libSQL database refuses the setting (its
+    /// client does, with no round trip) and keeps its own way of waiting.
+    fn prepare_for_writes(&self) {
+        if self.busy_handler_off.get() {
+            return;
+        }
+        let _ = self.run("PRAGMA busy_timeout = 0", &[]);
+        self.busy_handler_off.set(true);
+    }
+
     /// Closes the connection; the next statement opens a new one. Called before every
     /// outbound call and between the polls of a long stream.
     pub fn release(&self) {
@@ -290,6 +336,7 @@ impl Db {
             return;
         }
         self.connection.borrow_mut().take();
+        self.busy_handler_off.set(false);
     }
 }
 

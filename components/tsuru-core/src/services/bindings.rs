@@ -97,7 +97,7 @@ pub fn bind(ctx: &mut Ctx) -> ApiResult<Response> {
                 api.unbind_ignoring_failure(ctx, &instance.name, unit_ip);
             }
             let undone = ctx.db().and_then(|db| {
-                Ok(db.execute(
+                Ok(db.write(
                     "DELETE FROM instance_apps WHERE instance_id = ? AND app_id = ?",
                     params![instance.id, app.id],
                 )?)

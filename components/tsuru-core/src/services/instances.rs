@@ -95,7 +95,7 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let created = ServiceApi::load(ctx.db()?, service.id).and_then(|api| api.create(ctx, name));
     if let Err(e) = created {
         ctx.db()?
-            .execute("DELETE FROM service_instances WHERE id = ?", params![id])?;
+            .write("DELETE FROM service_instances WHERE id = ?", params![id])?;
         return Err(e);
     }
     ctx.db()?.transaction(|db| -> ApiResult<()> {

@@ -8,6 +8,12 @@ use serde_json::{json, Value};
 
 const DOWN: &str = "Failed to connect to Gandalf server, it's probably down.";
 
+/// Whether a Gandalf server is configured (`gandalf_url`); without one every call is
+/// skipped and counts as success.
+pub fn is_configured(ctx: &Ctx) -> bool {
+    ctx.config.gandalf_url().is_some()
+}
+
 fn call(ctx: &Ctx, method: &str, path: &str, body: Option<Value>) -> Result<(), String> {
     let Some(base) = ctx.config.gandalf_url() else {
         return Ok(());

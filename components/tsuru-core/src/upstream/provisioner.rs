@@ -89,8 +89,14 @@ fn call(ctx: &Ctx, method: &str, path: &str, body: Option<Value>) -> Result<Opti
     }
 }
 
+/// Whether the built-in record-only provisioner is in use (`provisioner_url` empty): it
+/// answers at once, with no call to make.
+pub fn is_builtin(ctx: &Ctx) -> bool {
+    ctx.config.provisioner_url().is_none()
+}
+
 /// What the built-in provisioner reports for new units.
-fn started(units: &[String]) -> Vec<UnitStatus> {
+pub fn started(units: &[String]) -> Vec<UnitStatus> {
     units
         .iter()
         .map(|name| UnitStatus {
