@@ -23,10 +23,4 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/users/:email/keys", access: USER, handler: keys::list_keys },
 ];
 
-// The export exists only in the wasm build, so that native test builds can link every
-// component's route table into one binary.
-#[cfg(target_arch = "wasm32")]
-#[spin_sdk::http_component]
-fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
-    tsuru_core::runtime::spin::serve(ROUTES, req, out)
-}
+tsuru_core::spin_component!(ROUTES);

@@ -72,6 +72,9 @@ struct Options {
     calls: bool,
     /// Apps in the database for the scaling run (default 10,000; 100 in smoke mode).
     apps: Option<usize>,
+    /// Measure only the routes whose name contains this (and the no-op), then stop: a
+    /// quick look at one route while working on it, with no scaling run and no targets.
+    only: Option<String>,
 }
 
 /// How long and how big each part of a run is.
@@ -97,6 +100,7 @@ impl Options {
             rounds: None,
             calls: false,
             apps: None,
+            only: None,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -106,9 +110,10 @@ impl Options {
                 "--threads" => options.threads = Some(positive(args.next(), "--threads")?),
                 "--rounds" => options.rounds = Some(positive(args.next(), "--rounds")?),
                 "--apps" => options.apps = Some(positive(args.next(), "--apps")?),
+                "--only" => options.only = Some(args.next().ok_or("--only needs a route")?),
                 "-h" | "--help" => {
                     println!(
-                        "usage: bench [--smoke] [--threads N] [--rounds N] [--apps N] [--calls]"
+                        "usage: bench [--smoke] [--threads N] [--rounds N] [--apps N] [--only TEXT] [--calls]"
                     );
                     std::process::exit(0);
                 }
@@ -583,6 +588,29 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
         }),
     ];
 
+    if let Some(only) = &options.only {
+        let chosen: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|e| e.name == NOOP || e.name.contains(only.as_str()))
+            .collect();
+        for &clients in &counts {
+            let mut routes = Vec::new();
+            for endpoint in &chosen {
+                let mut per_round = Vec::new();
+                for _ in 0..scale.rounds {
+                    per_round.push(measure(app, clients, &scale, endpoint)?);
+                }
+                routes.push((endpoint.name, endpoint.kind, summarize_rounds(per_round)));
+            }
+            print_table(&Measured { clients, routes });
+        }
+        let chosen: Vec<Endpoint> = endpoints
+            .into_iter()
+            .filter(|e| e.name == NOOP || e.name.contains(only.as_str()))
+            .collect();
+        host_calls(app, &chosen, options.calls);
+        return Ok(());
+    }
     let login = find(&endpoints, LOGIN);
     let mut rounds: Vec<Vec<Vec<Round>>> = counts
         .iter()

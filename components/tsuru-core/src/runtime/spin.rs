@@ -96,6 +96,20 @@ impl Platform for SpinPlatform {
     }
 }
 
+/// A component's Spin entry point, serving its route table: `spin_component!(ROUTES);`.
+/// The export exists only in the wasm build, so that native test builds can link every
+/// component's route table into one binary.
+#[macro_export]
+macro_rules! spin_component {
+    ($routes:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        #[spin_sdk::http_component]
+        fn handle(req: spin_sdk::http::IncomingRequest, out: spin_sdk::http::ResponseOutparam) {
+            $crate::runtime::spin::serve($routes, req, out)
+        }
+    };
+}
+
 /// Answers one incoming request with `routes`: the whole body of every component.
 pub fn serve(routes: &[Route], incoming: IncomingRequest, out: ResponseOutparam) {
     let method = method_name(&incoming.method());
