@@ -1,6 +1,6 @@
 //! An app's custom domain (API.md 3.1 cname routes).
 
-use crate::apps::records::load_for;
+use crate::apps::records::load_ref_for;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -40,7 +40,7 @@ fn store(ctx: &Ctx, cname: &str, action: &str) -> ApiResult<Response> {
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        let app = load_ref_for(db, ctx.param("app"), user, admin_team.as_deref())?;
         if !cname.is_empty() && !is_cname(cname) {
             return Err(ApiError::bad_request("Invalid cname"));
         }

@@ -4,7 +4,7 @@
 //! removed meanwhile, nor on a namesake created after it (API.md 8.1).
 
 use crate::apps::logs;
-use crate::apps::records::{load_for, load_for_with, Extra, APP_COLUMN_COUNT};
+use crate::apps::records::{load_for_with, load_ref_for, Extra, APP_COLUMN_COUNT};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -189,7 +189,7 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        let app = load_ref_for(db, ctx.param("app"), user, admin_team.as_deref())?;
         let variables = body?;
         if let Some(bad) = variables.keys().find(|name| !is_valid_name(name)) {
             return Err(ApiError::bad_request(format!(
@@ -220,7 +220,7 @@ pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_for(db, ctx.param("app"), user, admin_team.as_deref())?;
+        let app = load_ref_for(db, ctx.param("app"), user, admin_team.as_deref())?;
         let names = names?;
         if names.is_empty() {
             return Err(ApiError::bad_request(NAMES_REQUIRED));

@@ -1,30 +1,43 @@
 //! Which teams may use an app (API.md 3.1 `PUT` and `DELETE /apps/:app/:team`),
 //! mirrored to Gandalf as repository grants and revokes.
 
-use crate::apps::records::{load_for, App};
+use crate::apps::records::{load_for_with, App, Extra, APP_COLUMN_COUNT};
 use crate::identity::teams;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbError};
+use crate::runtime::db::{Db, DbError, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::upstream::gandalf;
 use serde_json::json;
 
-/// The app and team a grant or revoke names, checked in its transaction: app (404),
-/// access (403), team (`404 Team not found`).
+/// The app and team a grant or revoke names, checked in its transaction with one
+/// statement: app (404), access (403), team (`404 Team not found`).
 fn app_and_team(db: &Db, ctx: &Ctx) -> ApiResult<(App, i64)> {
     let admin_team = ctx.config.admin_team();
-    let app = load_for(db, ctx.param("app"), ctx.user()?, admin_team.as_deref())?;
-    let team = teams::team_id(db, ctx.param("team"))?
+    let (app, row) = load_for_with(
+        db,
+        ctx.param("app"),
+        ctx.user()?,
+        admin_team.as_deref(),
+        Extra {
+            columns: ", (SELECT id FROM teams WHERE name = ?4)",
+            params: vec![Value::from(ctx.param("team"))],
+        },
+    )?;
+    let team = row
+        .opt_int(APP_COLUMN_COUNT)
         .ok_or_else(|| ApiError::not_found("Team not found"))?;
     Ok((app, team))
 }
 
-/// `PUT /apps/:app/:team`
+/// `PUT /apps/:app/:team`. Without a Gandalf server, the audit event joins the
+/// transaction: one commit.
 pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
+    let with_git = gandalf::is_configured(ctx);
+    let actor = ctx.user()?.email.clone();
     let (app, team_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let (app, team_id) = app_and_team(db, ctx)?;
         let already = || ApiError::conflict("This team already has access to this app");
@@ -35,8 +48,21 @@ pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
             Err(e) if e.is_unique_violation() => return Err(already()),
             other => other?,
         }
+        if !with_git {
+            audit::record_in(
+                db,
+                &actor,
+                "grant-app-access",
+                &app.name,
+                json!({"team": team}),
+            );
+            return Ok((app, team_id, Vec::new()));
+        }
         Ok((app, team_id, teams::member_emails(db, team_id)?))
     })?;
+    if !with_git {
+        return Ok(Response::empty());
+    }
     if let Err(reason) = gandalf::grant(ctx, std::slice::from_ref(&app.name), &members) {
         ctx.db()?.write(
             "DELETE FROM app_teams WHERE app_id = ? AND team_id = ?",
@@ -51,9 +77,11 @@ pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
 }
 
 /// `DELETE /apps/:app/:team`: the checks and the removal in one transaction, so two
-/// revokes cannot orphan the app.
+/// revokes cannot orphan the app. Without a Gandalf server, the audit event joins it.
 pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
+    let with_git = gandalf::is_configured(ctx);
+    let actor = ctx.user()?.email.clone();
     let (app, team_id, users) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let (app, team_id) = app_and_team(db, ctx)?;
         if app.teams.len() == 1 {
@@ -70,6 +98,10 @@ pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
                 "This team does not have access to this app",
             ));
         }
+        if !with_git {
+            audit::record_in(db, &actor, "revoke-app-access", &app.name, json!({"team": team}));
+            return Ok((app, team_id, Vec::new()));
+        }
         // Members who keep no other team on the app lose the repository.
         let users = db
             .query(
@@ -84,6 +116,9 @@ pub fn revoke(ctx: &mut Ctx) -> ApiResult<Response> {
             .collect::<Vec<String>>();
         Ok((app, team_id, users))
     })?;
+    if !with_git {
+        return Ok(Response::empty());
+    }
     if !users.is_empty() {
         if let Err(reason) = gandalf::revoke(ctx, std::slice::from_ref(&app.name), &users) {
             // The app or team may be gone meanwhile; then there is nothing to restore.

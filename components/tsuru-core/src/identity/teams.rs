@@ -81,23 +81,25 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
-    let exists = || ApiError::conflict("Team already exists");
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        if team_id(db, &name)?.is_some() {
-            return Err(exists());
-        }
+        // The name's uniqueness is the insert's to check: one statement fewer under the
+        // write lock. The admin team's name is refused after it, inside the transaction,
+        // so an existing admin team still answers 409 as it always has.
+        let inserted = db.query(
+            "INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id",
+            params![name.as_str(), now_rfc3339()],
+        );
+        let id = match inserted {
+            Err(e) if e.is_unique_violation() => {
+                return Err(ApiError::conflict("Team already exists"))
+            }
+            other => other?.first().map_or(0, |r| r.int(0)),
+        };
         if admin_team.as_deref() == Some(name.as_str()) {
             return Err(ApiError::forbidden(format!(
                 "Team name \"{name}\" is reserved."
             )));
         }
-        let id = db
-            .query(
-                "INSERT INTO teams (name, created_at) VALUES (?, ?) RETURNING id",
-                params![name.as_str(), now_rfc3339()],
-            )?
-            .first()
-            .map_or(0, |r| r.int(0));
         db.execute(
             "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
             params![id, user.id],
@@ -122,29 +124,28 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
     ctx.db()?.transaction(|db| -> ApiResult<()> {
+        // The team, the caller's membership and what still refers to the team, in one
+        // statement.
         let found = db.query_opt(
-            "SELECT t.id FROM teams t JOIN team_members m ON m.team_id = t.id \
+            "SELECT t.id, EXISTS (SELECT 1 FROM app_teams WHERE team_id = t.id), \
+             EXISTS (SELECT 1 FROM service_owner_teams WHERE team_id = t.id \
+             UNION ALL SELECT 1 FROM service_teams WHERE team_id = t.id \
+             UNION ALL SELECT 1 FROM instance_teams WHERE team_id = t.id) \
+             FROM teams t JOIN team_members m ON m.team_id = t.id \
              WHERE t.name = ? AND m.user_id = ?",
             params![team.as_str(), user.id],
         )?;
-        let id = found
-            .ok_or_else(|| ApiError::not_found(format!("Team \"{team}\" not found.")))?
-            .int(0);
+        let found = found.ok_or_else(|| ApiError::not_found(format!("Team \"{team}\" not found.")))?;
+        let id = found.int(0);
         if admin_team.as_deref() == Some(team.as_str()) {
             return Err(ApiError::forbidden("The admin team cannot be removed."));
         }
-        if db.exists("SELECT 1 FROM app_teams WHERE team_id = ?", params![id])? {
+        if found.bool(1) {
             return Err(ApiError::forbidden(
                 "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
             ));
         }
-        let referenced = db.exists(
-            "SELECT 1 FROM service_owner_teams WHERE team_id = ?1 \
-             UNION ALL SELECT 1 FROM service_teams WHERE team_id = ?1 \
-             UNION ALL SELECT 1 FROM instance_teams WHERE team_id = ?1",
-            params![id],
-        )?;
-        if referenced {
+        if found.bool(2) {
             return Err(ApiError::forbidden(
                 "This team cannot be removed because it has access to services or service instances.",
             ));

@@ -118,7 +118,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
      cname TEXT NOT NULL DEFAULT '', owner TEXT NOT NULL, \
      owner_id INTEGER REFERENCES users (id) ON DELETE SET NULL, state TEXT NOT NULL, \
      next_unit INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, \
-     created_unix INTEGER NOT NULL DEFAULT 0, log_seq INTEGER NOT NULL DEFAULT 0, \
+     created_unix INTEGER NOT NULL DEFAULT 0, cleared_log_seq INTEGER NOT NULL DEFAULT 0, \
      deploys INTEGER NOT NULL DEFAULT 0)",
     "CREATE UNIQUE INDEX apps_cname ON apps (cname) WHERE cname <> ''",
     "CREATE INDEX apps_platform ON apps (platform)",
@@ -151,7 +151,6 @@ const MIGRATIONS: &[&[&str]] = &[&[
      SELECT a.id, ROW_NUMBER() OVER (PARTITION BY a.id ORDER BY l.id), l.date, l.source, l.message \
      FROM v3_app_logs l JOIN v3_apps o ON o.name = l.app AND l.id > o.logs_after \
      JOIN apps a ON a.id = o.serial",
-    "UPDATE apps SET log_seq = COALESCE((SELECT MAX(seq) FROM app_logs WHERE app_id = apps.id), 0)",
     "CREATE TABLE deploys (id INTEGER PRIMARY KEY AUTOINCREMENT, \
      app_id INTEGER NOT NULL REFERENCES apps (id) ON DELETE CASCADE, version TEXT NOT NULL, \
      commit_id TEXT NOT NULL, timestamp TEXT NOT NULL, duration REAL NOT NULL)",
@@ -457,7 +456,6 @@ mod tests {
             ),
             ["1 one", "2 two"]
         );
-        assert_eq!(column(&db, "SELECT log_seq FROM apps WHERE id = 2"), ["2"]);
         // What belongs to the app now goes with it.
         db.execute("DELETE FROM instance_apps", &[]).unwrap();
         db.execute("DELETE FROM apps WHERE id = 2", &[]).unwrap();
