@@ -36,10 +36,14 @@ pub struct LogEntry {
 }
 
 /// Appends entries dated now to app `app_id` (inside the caller's transaction, or in its
-/// own), then drops the app's entries older than the newest `retention` (API.md 8.8).
-/// Each entry is numbered after the app's newest, in the insert itself: no counter row
-/// to update, one statement fewer under the write lock. An app removed meanwhile gets
-/// nothing.
+/// own), keeping at most `retention` entries of the app (API.md 8.8). Each entry is
+/// numbered after the app's newest, in the insert itself: no counter row to update, one
+/// statement fewer under the write lock. An app removed meanwhile gets nothing.
+///
+/// Old entries go in slices of a hundredth of `retention`: whenever an append's numbers
+/// pass a multiple of the slice, the app is trimmed so that the appends up to the next
+/// multiple fit without a delete of their own, and no app ever holds more than
+/// `retention`.
 pub fn append(
     db: &Db,
     app_id: i64,
@@ -52,7 +56,7 @@ pub fn append(
     }
     db.transaction(|db| {
         let date = now_rfc3339();
-        let mut newest = 0;
+        let (mut oldest_new, mut newest) = (i64::MAX, 0);
         for batch in messages.chunks(INSERT_BATCH) {
             // `?1` the app, `?2` the date, `?3` the source, then (position, message)
             // pairs. SQLite reads the whole SELECT before inserting (it reads the table it
@@ -75,13 +79,20 @@ pub fn append(
                 ),
                 &values,
             )?;
-            newest = inserted.iter().map(|r| r.int(0)).fold(newest, i64::max);
+            for seq in inserted.iter().map(|r| r.int(0)) {
+                oldest_new = oldest_new.min(seq);
+                newest = newest.max(seq);
+            }
         }
-        // Nothing to drop until the app has written more than `retention` entries.
-        if newest > retention {
+        let slice = (retention / 100).max(1);
+        // Trimmed to `keep`, the app reaches `retention` with the last entry before the
+        // next multiple; the append that passes it trims again in its own transaction.
+        let keep = retention - slice + 1;
+        let passed_a_slice = newest / slice > (oldest_new - 1) / slice;
+        if newest > 0 && passed_a_slice && newest > keep {
             db.execute(
                 "DELETE FROM app_logs WHERE app_id = ? AND seq <= ?",
-                params![app_id, newest - retention],
+                params![app_id, newest - keep],
             )?;
         }
         Ok(())
@@ -343,6 +354,39 @@ mod tests {
     }
 
     #[test]
+    fn retention_trims_in_slices_and_never_keeps_more() {
+        let db = NativeDb::memory();
+        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        db.execute(
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+             VALUES (1, 'a', 'python', 'o@x.com', 'ready', 'now')",
+            &[],
+        )
+        .unwrap();
+        let count = || db.query("SELECT COUNT(*) FROM app_logs", &[]).unwrap()[0].int(0);
+        let mut trims = 0;
+        let mut before = 0;
+        for i in 1..=1_250 {
+            // Mostly single entries, now and then a batch that may straddle a slice.
+            let batch: Vec<String> = (0..if i % 97 == 0 { 23 } else { 1 })
+                .map(|k| format!("{i}.{k}"))
+                .collect();
+            append(&db, 1, "app", &batch, 1_000).unwrap();
+            let now = count();
+            assert!(now <= 1_000, "{now} entries kept");
+            if now < before {
+                trims += 1;
+                assert!(now >= 991, "trimmed to {now}");
+            }
+            before = now;
+        }
+        // 1,250 appends past the first 1,000 entries: a trim per slice of 10, not per append.
+        assert!((30..=60).contains(&trims), "{trims} trims");
+        let newest = messages(&db, 1).pop();
+        assert_eq!(newest.as_deref(), Some("1250.0"));
+    }
+
+    #[test]
     fn entries_are_numbered_per_app_and_the_oldest_dropped_beyond_retention() {
         let db = NativeDb::memory();
         schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
@@ -379,6 +423,7 @@ mod tests {
             .unwrap();
         assert_eq!(seqs.iter().map(|r| r.int(0)).collect::<Vec<_>>(), [252]);
         // An app removed takes its entries; appending to it writes nothing.
+        // (Below: with a retention of 100 the slice is one entry, so every append trims.)
         db.execute("DELETE FROM apps WHERE id = 1", &[]).unwrap();
         assert!(messages(&db, 1).is_empty());
         append(&db, 1, "app", &["late".to_string()], 100).unwrap();

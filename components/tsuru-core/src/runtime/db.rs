@@ -157,6 +157,15 @@ fn busy_pause(waited: Duration) {
     std::thread::sleep(Duration::from_micros(least + u64::from(nanos) % spread));
 }
 
+/// Whether a statement writes (then it can take the write lock itself at the start of a
+/// transaction); anything else counts as a read.
+fn opens_with_write(sql: &str) -> bool {
+    let first = sql.split_whitespace().next().unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE"]
+        .iter()
+        .any(|w| first.eq_ignore_ascii_case(w))
+}
+
 /// Opens a new connection to the database.
 pub type Opener = Box<dyn Fn() -> DbResult<Box<dyn SqlBackend>>>;
 
@@ -180,6 +189,8 @@ pub struct Db {
     schema: SchemaCheck,
     schema_checked: Cell<bool>,
     in_transaction: Cell<bool>,
+    /// Whether the current transaction has sent its `BEGIN` (see [`Db::transaction`]).
+    begun: Cell<bool>,
     /// Whether this connection is set up for writing ([`Db::prepare_for_writes`]).
     busy_handler_off: Cell<bool>,
 }
@@ -192,6 +203,7 @@ impl Db {
             schema,
             schema_checked: Cell::new(false),
             in_transaction: Cell::new(false),
+            begun: Cell::new(false),
             busy_handler_off: Cell::new(false),
         }
     }
@@ -199,6 +211,18 @@ impl Db {
     /// Runs a statement on the connection, opening it first if needed, and retrying
     /// while the database is locked.
     fn run(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+        if self.in_transaction.get() && !self.begun.get() {
+            self.begun.set(true);
+            let begin = if opens_with_write(sql) {
+                "BEGIN"
+            } else {
+                "BEGIN IMMEDIATE"
+            };
+            if let Err(e) = self.run(begin, &[]) {
+                self.begun.set(false);
+                return Err(e);
+            }
+        }
         let mut connection = self.connection.borrow_mut();
         if connection.is_none() {
             *connection = Some((self.open)()?);
@@ -271,10 +295,16 @@ impl Db {
         Ok(self.query_opt(sql, params)?.is_some())
     }
 
-    /// Runs `f` inside one write transaction (`BEGIN IMMEDIATE`, so two writers never
-    /// deadlock upgrading read locks); commits on `Ok`, rolls back on `Err`. Inside
-    /// another transaction, `f` simply joins it. No outbound call may happen inside
-    /// (API.md 8.9): a write lock is never held while waiting on another system.
+    /// Runs `f` inside one write transaction; commits on `Ok`, rolls back on `Err`.
+    /// Inside another transaction, `f` simply joins it. No outbound call may happen
+    /// inside (API.md 8.9): a write lock is never held while waiting on another system.
+    ///
+    /// The `BEGIN` goes out with the transaction's first statement, as the statement
+    /// asks: before a write, a plain `BEGIN`, and the write takes the lock itself (one
+    /// host call less under the lock; a write that fails to get it leaves no snapshot
+    /// behind, so trying again is safe); before a read, `BEGIN IMMEDIATE`, so that what
+    /// the read checks holds until the commit and two writers never deadlock upgrading
+    /// read locks. A transaction that runs no statement sends nothing.
     pub fn transaction<T, E>(&self, f: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
     where
         E: From<DbError>,
@@ -284,10 +314,20 @@ impl Db {
         }
         self.ensure_schema()?;
         self.prepare_for_writes();
-        self.run("BEGIN IMMEDIATE", &[])?;
         self.in_transaction.set(true);
         let outcome = f(self);
         self.in_transaction.set(false);
+        if !self.begun.replace(false) {
+            return outcome;
+        }
+        self.finish(outcome)
+    }
+
+    /// Commits on `Ok`, rolls back on `Err` (or when the commit fails).
+    fn finish<T, E>(&self, outcome: Result<T, E>) -> Result<T, E>
+    where
+        E: From<DbError>,
+    {
         match outcome {
             Ok(value) => match self.run("COMMIT", &[]) {
                 Ok(_) => Ok(value),
@@ -415,6 +455,119 @@ pub mod native {
 #[cfg(test)]
 mod tests {
     use super::native::NativeDb;
+    use super::{Db, DbError, DbResult, Row, SchemaCheck, SqlBackend, Value};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A connection to a database file that records every statement it is sent.
+    struct Recorder {
+        inner: NativeDb,
+        sent: Rc<RefCell<Vec<String>>>,
+    }
+
+    impl SqlBackend for Recorder {
+        fn execute(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+            self.sent.borrow_mut().push(sql.to_string());
+            self.inner.execute(sql, params)
+        }
+    }
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("tsuru-core-db-{name}-{}.db", std::process::id()));
+        remove_db(&path);
+        path
+    }
+
+    fn remove_db(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    fn recorded(path: &std::path::Path) -> (Db, Rc<RefCell<Vec<String>>>) {
+        let sent = Rc::new(RefCell::new(Vec::new()));
+        let (path, log) = (path.to_path_buf(), sent.clone());
+        let db = Db::new(
+            Box::new(move || {
+                let conn = rusqlite::Connection::open(&path).map_err(|e| DbError(e.to_string()))?;
+                Ok(Box::new(Recorder {
+                    inner: NativeDb(conn),
+                    sent: log.clone(),
+                }) as Box<dyn SqlBackend>)
+            }),
+            SchemaCheck {
+                latest: 0,
+                migrate: Box::new(|_| Ok(())),
+            },
+        );
+        (db, sent)
+    }
+
+    #[test]
+    fn a_transaction_begins_as_its_first_statement_asks() {
+        let path = temp_db("begin");
+        let (db, sent) = recorded(&path);
+        db.execute("CREATE TABLE t (x INTEGER)", &[]).unwrap();
+        let sent_by = |f: &dyn Fn(&Db) -> DbResult<()>| {
+            sent.borrow_mut().clear();
+            let _ = db.transaction(|db| f(db));
+            sent.borrow().clone()
+        };
+        // A write first takes the lock itself.
+        assert_eq!(
+            sent_by(&|db| db.execute("INSERT INTO t VALUES (1)", &[])),
+            [
+                "PRAGMA busy_timeout = 0",
+                "BEGIN",
+                "INSERT INTO t VALUES (1)",
+                "COMMIT"
+            ]
+        );
+        // A read first takes it before reading, so what it reads holds.
+        assert_eq!(
+            sent_by(&|db| {
+                db.query("SELECT COUNT(*) FROM t", &[])?;
+                db.execute("insert into t values (2)", &[])
+            }),
+            [
+                "BEGIN IMMEDIATE",
+                "SELECT COUNT(*) FROM t",
+                "insert into t values (2)",
+                "COMMIT"
+            ]
+        );
+        // Refused before any statement: nothing to begin or end.
+        assert!(sent_by(&|_| Err(DbError("refused".into()))).is_empty());
+        remove_db(&path);
+    }
+
+    #[test]
+    fn a_write_first_transaction_waits_for_the_lock_and_reads_the_newest_data() {
+        let path = temp_db("wait");
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER); \
+                 BEGIN IMMEDIATE; INSERT INTO t VALUES (1);",
+            )
+            .unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let (db, _) = recorded(&path);
+        let written: DbResult<()> = db.transaction(|db| {
+            db.execute("INSERT INTO t SELECT COUNT(*) + 10 FROM t", &[])?;
+            db.execute("INSERT INTO t SELECT MAX(x) + 1 FROM t", &[])
+        });
+        written.unwrap();
+        holder.join().unwrap();
+        let rows = db.query("SELECT x FROM t ORDER BY x", &[]).unwrap();
+        let values: Vec<i64> = rows.iter().map(|r| r.int(0)).collect();
+        assert_eq!(values, [1, 11, 12]);
+        remove_db(&path);
+    }
 
     #[test]
     fn failed_transaction_rolls_back() {
