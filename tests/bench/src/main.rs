@@ -8,10 +8,12 @@
 //! with PASS/MISS.
 //!
 //! ```text
-//! cargo run --profile bench-host -p bench      # full run, host optimised (about 10 min)
+//! cargo run --profile bench-host -p bench      # full run, host optimised (about 12 min)
 //! cargo run -p bench -- --smoke                # seconds, debug host; CI runs this
 //! cargo run -p bench -- --threads 16           # one client count only
 //! cargo run -p bench -- --rounds 1 --calls     # one round; list every host call too
+//! cargo run -p bench -- --apps 100             # a smaller scaling run
+//! cargo run -p bench -- --only /env --calls    # just the matching routes, no targets
 //! ```
 //!
 //! Read routes, write routes (each create paired with the delete that cleans up after it)

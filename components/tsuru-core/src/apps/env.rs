@@ -251,7 +251,6 @@ pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
     #[test]
@@ -266,14 +265,7 @@ mod tests {
 
     #[test]
     fn public_writes_never_touch_private_or_reserved() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
-        db.execute(
-            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
-             VALUES (1, 'a', 'python', 'o@x.com', 'ready', 'now')",
-            &[],
-        )
-        .unwrap();
+        let db = schema::test_db_with_apps(&[(1, "a")]);
         set_private(&db, 1, &[("TSURU_APPNAME", "a"), ("DB", "secret")], None).unwrap();
         let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs

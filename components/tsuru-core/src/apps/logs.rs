@@ -339,7 +339,6 @@ pub fn app_id(db: &Db, name: &str) -> ApiResult<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
     fn messages(db: &Db, app_id: i64) -> Vec<String> {
@@ -355,14 +354,7 @@ mod tests {
 
     #[test]
     fn retention_trims_in_slices_and_never_keeps_more() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
-        db.execute(
-            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
-             VALUES (1, 'a', 'python', 'o@x.com', 'ready', 'now')",
-            &[],
-        )
-        .unwrap();
+        let db = schema::test_db_with_apps(&[(1, "a")]);
         let count = || db.query("SELECT COUNT(*) FROM app_logs", &[]).unwrap()[0].int(0);
         let mut trims = 0;
         let mut before = 0;
@@ -388,16 +380,7 @@ mod tests {
 
     #[test]
     fn entries_are_numbered_per_app_and_the_oldest_dropped_beyond_retention() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
-        for (id, name) in [(1, "a"), (2, "b")] {
-            db.execute(
-                "INSERT INTO apps (id, name, platform, owner, state, created_at) \
-                 VALUES (?, ?, 'python', 'o@x.com', 'ready', 'now')",
-                params![id, name],
-            )
-            .unwrap();
-        }
+        let db = schema::test_db_with_apps(&[(1, "a"), (2, "b")]);
         let lines: Vec<String> = (1..=250).map(|i| format!("line {i}")).collect();
         append(&db, 1, "app", &lines, 100).unwrap();
         append(&db, 2, "app", &["other".to_string()], 100).unwrap();

@@ -296,6 +296,23 @@ fn current_version(db: &Db) -> DbResult<i64> {
         .map_or(0, |r| r.int(0)))
 }
 
+/// For unit tests of the layers above: an in-memory database at the latest schema, with
+/// one app (platform `python`, state `ready`) per `(id, name)`.
+#[cfg(test)]
+pub fn test_db_with_apps(apps: &[(i64, &str)]) -> Db {
+    let db = crate::runtime::db::native::NativeDb::memory();
+    migrate(&db, &|| vec!["python".into()], "now").expect("migrate");
+    for (id, name) in apps {
+        db.execute(
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+             VALUES (?, ?, 'python', 'o@x.com', 'ready', 'now')",
+            params![*id, *name],
+        )
+        .expect("insert app");
+    }
+    db
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,7 +247,6 @@ pub fn unbind(ctx: &mut Ctx) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
     fn env(db: &Db) -> Vec<(String, String, bool, Option<i64>)> {
@@ -263,10 +262,8 @@ mod tests {
 
     #[test]
     fn tagged_variables_are_listed_in_tsuru_services_and_go_with_their_binding() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        let db = schema::test_db_with_apps(&[(1, "app")]);
         for sql in [
-            "INSERT INTO apps (id, name, platform, owner, state, created_at) VALUES (1, 'app', 'python', 'o@x.com', 'ready', 'now')",
             "INSERT INTO services (id, name, created_at) VALUES (1, 'mysql', 'now'), (2, 'redis', 'now')",
             "INSERT INTO service_instances (id, name, service_id, state, created_at) VALUES (1, 'mydb', 1, 'ready', 'now'), (2, 'cache', 2, 'ready', 'now')",
             "INSERT INTO instance_apps (instance_id, app_id) VALUES (1, 1), (2, 1)",
