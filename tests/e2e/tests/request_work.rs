@@ -189,11 +189,34 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
         ),
         ("login", login()),
     ];
+    // Routes whose write checks the app and the caller's access itself: the write lock
+    // is taken by the write, with no read before it.
+    let checked_by_the_write = [
+        "POST /apps/:app/env",
+        "DELETE /apps/:app/env",
+        "POST /apps/:app/log",
+        "POST /apps/:app/cname",
+        "PUT /apps/:app/:team",
+    ];
     for (route, request) in writes {
         let calls = calls(&app, request);
         assert_minimal(route, &calls);
         assert_eq!(count(&calls, "sqlite open"), 1, "{route}: {calls:#?}");
         assert!(transactions(&calls) <= 1, "{route}: {calls:#?}");
+        if checked_by_the_write.contains(&route) {
+            let begin = calls
+                .iter()
+                .position(|c| c.starts_with("sqlite execute BEGIN"))
+                .unwrap_or_else(|| panic!("{route} has no transaction: {calls:#?}"));
+            assert_eq!(calls[begin], "sqlite execute BEGIN", "{route}: {calls:#?}");
+            let first = calls.get(begin + 1).map(String::as_str).unwrap_or("");
+            assert!(
+                ["INSERT", "UPDATE", "DELETE"]
+                    .iter()
+                    .any(|write| first.starts_with(&format!("sqlite execute {write}"))),
+                "{route} reads under the write lock: {calls:#?}"
+            );
+        }
         if route == "login" {
             // The newest token at the index front is live: one read, not one per token.
             assert_eq!(

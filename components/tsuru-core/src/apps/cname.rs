@@ -1,6 +1,6 @@
 //! An app's custom domain (API.md 3.1 cname routes).
 
-use crate::apps::records::{access_params, load_ref_for, ACCESS};
+use crate::apps::records::WriteTarget;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
 use crate::runtime::db::Value;
@@ -43,17 +43,13 @@ fn store(ctx: &Ctx, cname: &str, action: &str) -> ApiResult<Response> {
     let user = ctx.user()?;
     let name = ctx.param("app");
     let valid = cname.is_empty() || is_cname(cname);
-    let [user_id, admin] = access_params(Some(user), admin_team.as_deref());
+    let target = WriteTarget::new(name, Some(user), admin_team.as_deref());
     let update = format!(
-        "UPDATE apps AS a SET cname = ?4 WHERE a.name = ?3 AND ?5 AND {ACCESS} RETURNING id"
+        "UPDATE apps AS a SET cname = ?5 WHERE {} AND ?6 RETURNING id",
+        WriteTarget::CONDITION
     );
-    let params = [
-        user_id,
-        admin,
-        Value::from(name),
-        Value::from(cname),
-        Value::from(valid),
-    ];
+    let mut params = target.params();
+    params.extend([Value::from(cname), Value::from(valid)]);
     ctx.db()?.transaction(|db| -> ApiResult<()> {
         let updated = match db.query(&update, &params) {
             Err(e) if e.is_unique_violation() => {
@@ -65,7 +61,7 @@ fn store(ctx: &Ctx, cname: &str, action: &str) -> ApiResult<Response> {
         };
         if updated.is_empty() {
             // The app is missing (404) or not the caller's (403), or the cname invalid.
-            load_ref_for(db, name, user, admin_team.as_deref())?;
+            target.explain(db)?;
             return Err(ApiError::bad_request("Invalid cname"));
         }
         let extra = if cname.is_empty() {

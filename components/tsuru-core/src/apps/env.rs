@@ -1,10 +1,10 @@
 //! An app's environment variables (API.md 3.1 env routes, 4.1 `env_vars`): public
 //! variables set by users, private ones set by the system or by service bindings. Each
-//! write loads the app inside its transaction, so a variable never lands on an app
+//! write checks the app inside its transaction, so a variable never lands on an app
 //! removed meanwhile, nor on a namesake created after it (API.md 8.1).
 
 use crate::apps::logs;
-use crate::apps::records::{load_for_with, load_ref_for, Extra, APP_COLUMN_COUNT};
+use crate::apps::records::{load_for_with, Extra, WriteTarget, APP_COLUMN_COUNT};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -100,36 +100,51 @@ pub fn set_private(
     Ok(())
 }
 
-/// Stores public variables, except reserved names and names that exist as private.
-/// Returns the names stored.
-fn set_public(db: &Db, app_id: i64, variables: &BTreeMap<String, String>) -> DbResult<Vec<String>> {
+/// Stores public variables in the app of `target`, whose insert checks it, except
+/// reserved names and names that exist as private: `404`, `403`, or the app's id and
+/// the names stored.
+fn set_public(
+    db: &Db,
+    target: &WriteTarget,
+    variables: &BTreeMap<String, String>,
+) -> ApiResult<(i64, Vec<String>)> {
     let wanted: Vec<(&String, &String)> = variables
         .iter()
         .filter(|(name, _)| !is_reserved(name))
         .collect();
-    let mut stored = Vec::new();
+    let (mut app_id, mut stored) = (None, Vec::new());
     for batch in wanted.chunks(WRITE_BATCH) {
-        let rows = vec!["(?, ?, ?, 1, NULL)"; batch.len()].join(", ");
-        let mut values = Vec::with_capacity(batch.len() * 3);
+        // (name, value) pairs after the target's four parameters.
+        let rows: Vec<String> = (0..batch.len())
+            .map(|i| format!("(?{}, ?{})", 5 + 2 * i, 6 + 2 * i))
+            .collect();
+        let mut values = target.params();
         for (name, value) in batch {
-            values.extend([
-                Value::from(app_id),
-                Value::from(name.as_str()),
-                Value::from(value.as_str()),
-            ]);
+            values.extend([Value::from(name.as_str()), Value::from(value.as_str())]);
         }
         let written = db.query(
             &format!(
-                "INSERT INTO env_vars (app_id, name, value, public, instance_id) VALUES {rows} \
+                "INSERT INTO env_vars (app_id, name, value, public, instance_id) \
+                 SELECT a.id, v.column1, v.column2, 1, NULL FROM apps a, (VALUES {}) v \
+                 WHERE {} \
                  ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value \
-                 WHERE env_vars.public = 1 RETURNING name"
+                 WHERE env_vars.public = 1 RETURNING app_id, name",
+                rows.join(", "),
+                WriteTarget::CONDITION
             ),
             &values,
         )?;
-        stored.extend(written.iter().map(|r| r.text(0)));
+        for row in &written {
+            app_id = Some(row.int(0));
+            stored.push(row.text(1));
+        }
     }
+    let app_id = match app_id {
+        Some(id) => id,
+        None => target.explain(db)?.id,
+    };
     stored.sort();
-    Ok(stored)
+    Ok((app_id, stored))
 }
 
 const NAMES_REQUIRED: &str = "You must provide the list of environment variables, in JSON format";
@@ -188,25 +203,26 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     let retention = ctx.config.log_retention()?;
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
+    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_ref_for(db, ctx.param("app"), user, admin_team.as_deref())?;
-        let variables = body?;
-        if let Some(bad) = variables.keys().find(|name| !is_valid_name(name)) {
-            return Err(ApiError::bad_request(format!(
-                "Invalid environment variable name: {bad}"
-            )));
-        }
-        let stored = set_public(db, app.id, &variables)?;
+        let variables = match body.and_then(valid_names) {
+            Ok(variables) => variables,
+            Err(e) => {
+                target.explain(db)?;
+                return Err(e);
+            }
+        };
+        let (app_id, stored) = set_public(db, &target, &variables)?;
         let messages: Vec<String> = stored
             .iter()
             .map(|name| format!("setting env {name} with value {}", variables[name]))
             .collect();
-        logs::record(db, app.id, &messages, retention);
+        logs::record(db, app_id, &messages, retention);
         audit::record_in(
             db,
             &user.email,
             "set-env",
-            &app.name,
+            target.name(),
             json!({"names": stored}),
         );
         Ok(())
@@ -214,33 +230,57 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
+/// `400 Invalid environment variable name: <name>` for the first name that is not one.
+fn valid_names(variables: BTreeMap<String, String>) -> ApiResult<BTreeMap<String, String>> {
+    match variables.keys().find(|name| !is_valid_name(name)) {
+        Some(bad) => Err(ApiError::bad_request(format!(
+            "Invalid environment variable name: {bad}"
+        ))),
+        None => Ok(variables),
+    }
+}
+
 /// `DELETE /apps/:app/env`
 pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
     let names = requested_names(ctx);
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
+    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_ref_for(db, ctx.param("app"), user, admin_team.as_deref())?;
-        let names = names?;
-        if names.is_empty() {
-            return Err(ApiError::bad_request(NAMES_REQUIRED));
-        }
+        let names = match names {
+            Ok(names) if !names.is_empty() => names,
+            wrong => {
+                target.explain(db)?;
+                return Err(wrong
+                    .err()
+                    .unwrap_or_else(|| ApiError::bad_request(NAMES_REQUIRED)));
+            }
+        };
+        let mut removed_any = false;
         for batch in names.chunks(WRITE_BATCH) {
-            let marks = vec!["?"; batch.len()].join(", ");
-            let mut values = vec![Value::from(app.id)];
+            // The names after the target's four parameters.
+            let marks: Vec<String> = (0..batch.len()).map(|i| format!("?{}", 5 + i)).collect();
+            let mut values = target.params();
             values.extend(batch.iter().map(Value::from));
-            db.execute(
+            let removed = db.query(
                 &format!(
-                    "DELETE FROM env_vars WHERE app_id = ? AND public = 1 AND name IN ({marks})"
+                    "DELETE FROM env_vars WHERE public = 1 AND name IN ({}) AND app_id = \
+                     (SELECT a.id FROM apps a WHERE {}) RETURNING app_id",
+                    marks.join(", "),
+                    WriteTarget::CONDITION
                 ),
                 &values,
             )?;
+            removed_any |= !removed.is_empty();
+        }
+        if !removed_any {
+            target.explain(db)?;
         }
         audit::record_in(
             db,
             &user.email,
             "unset-env",
-            &app.name,
+            target.name(),
             json!({"names": names}),
         );
         Ok(())
@@ -251,6 +291,7 @@ pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::caller::User;
     use crate::runtime::schema;
 
     #[test]
@@ -273,20 +314,58 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
+        let checked = WriteTarget::new("a", None, None);
         let stored = set_public(
             &db,
-            1,
+            &checked,
             &vars(&[("DB", "x"), ("TSURU_HOST", "x"), ("PORT", "80")]),
         )
         .unwrap();
-        assert_eq!(stored, vec!["PORT"]);
+        assert_eq!(stored, (1, vec!["PORT".to_string()]));
         assert_eq!(
-            set_public(&db, 1, &vars(&[("PORT", "8080")])).unwrap(),
-            vec!["PORT"]
+            set_public(&db, &checked, &vars(&[("PORT", "8080")])).unwrap(),
+            (1, vec!["PORT".to_string()])
         );
         let all = values(&db, 1).unwrap();
         assert_eq!(all["DB"], "secret");
         assert_eq!(all["PORT"], "8080");
         assert!(!all.contains_key("TSURU_HOST"));
+    }
+
+    #[test]
+    fn a_public_write_checks_the_app_and_the_callers_access_itself() {
+        let db = schema::test_db_with_apps(&[(1, "a")]);
+        db.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) \
+             VALUES (7, 'eve@x.com', 'h', 'now')",
+            &[],
+        )
+        .unwrap();
+        let eve = User {
+            id: 7,
+            email: "eve@x.com".into(),
+            teams: Vec::new(),
+            is_admin: false,
+        };
+        let port: BTreeMap<String, String> = [("PORT".to_string(), "80".to_string())].into();
+        let stranger = set_public(&db, &WriteTarget::new("a", Some(&eve), None), &port);
+        assert_eq!(stranger.unwrap_err().status, 403);
+        let missing = set_public(&db, &WriteTarget::new("b", Some(&eve), None), &port);
+        assert_eq!(missing.unwrap_err().status, 404);
+        assert!(values(&db, 1).unwrap().is_empty());
+        db.execute(
+            "INSERT INTO teams (id, name, created_at) VALUES (3, 't', 'now')",
+            &[],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO team_members (team_id, user_id) VALUES (3, 7)",
+            &[],
+        )
+        .unwrap();
+        db.execute("INSERT INTO app_teams (app_id, team_id) VALUES (1, 3)", &[])
+            .unwrap();
+        let member = set_public(&db, &WriteTarget::new("a", Some(&eve), None), &port);
+        assert_eq!(member.unwrap(), (1, vec!["PORT".to_string()]));
     }
 }

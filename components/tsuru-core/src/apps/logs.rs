@@ -3,7 +3,7 @@
 //! each app numbers its own entries (`seq`), which keeps retention one index range.
 
 use crate::apps::records::{
-    load_for_with, load_ref_for_caller, load_with, not_found, Extra, ACCESS, APP_COLUMN_COUNT,
+    load_for_with, load_with, not_found, Extra, WriteTarget, ACCESS, APP_COLUMN_COUNT,
 };
 use crate::params;
 use crate::runtime::audit;
@@ -36,14 +36,8 @@ pub struct LogEntry {
 }
 
 /// Appends entries dated now to app `app_id` (inside the caller's transaction, or in its
-/// own), keeping at most `retention` entries of the app (API.md 8.8). Each entry is
-/// numbered after the app's newest, in the insert itself: no counter row to update, one
-/// statement fewer under the write lock. An app removed meanwhile gets nothing.
-///
-/// Old entries go in slices of a hundredth of `retention`: whenever an append's numbers
-/// pass a multiple of the slice, the app is trimmed so that the appends up to the next
-/// multiple fit without a delete of their own, and no app ever holds more than
-/// `retention`.
+/// own), keeping at most `retention` entries of the app (API.md 8.8). An app removed
+/// meanwhile gets nothing.
 pub fn append(
     db: &Db,
     app_id: i64,
@@ -51,37 +45,88 @@ pub fn append(
     messages: &[String],
     retention: i64,
 ) -> DbResult<()> {
+    insert(
+        db,
+        "a.id = ?1",
+        vec![Value::from(app_id)],
+        source,
+        messages,
+        retention,
+    )?;
+    Ok(())
+}
+
+/// Appends entries to the app of `target`, whose insert checks it: `404`, `403`, or the
+/// entries stored.
+fn append_to(
+    db: &Db,
+    target: &WriteTarget,
+    source: &str,
+    messages: &[String],
+    retention: i64,
+) -> ApiResult<()> {
+    let stored = insert(
+        db,
+        WriteTarget::CONDITION,
+        target.params(),
+        source,
+        messages,
+        retention,
+    )?;
+    if !stored {
+        target.explain(db)?;
+    }
+    Ok(())
+}
+
+/// Inserts `messages` into the app whose row `a` meets `condition` (on `params`, which
+/// take the first `?` numbers); whether any was stored. Each entry is numbered after the
+/// app's newest, in the insert itself: no counter row to update, one statement fewer
+/// under the write lock.
+///
+/// Old entries go in slices of a hundredth of `retention`: whenever an append's numbers
+/// pass a multiple of the slice, the app is trimmed so that the appends up to the next
+/// multiple fit without a delete of their own, and no app ever holds more than
+/// `retention`.
+fn insert(
+    db: &Db,
+    condition: &str,
+    params: Vec<Value>,
+    source: &str,
+    messages: &[String],
+    retention: i64,
+) -> DbResult<bool> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     db.transaction(|db| {
         let date = now_rfc3339();
-        let (mut oldest_new, mut newest) = (i64::MAX, 0);
+        let (date_at, source_at) = (params.len() + 1, params.len() + 2);
+        let (mut app_id, mut oldest_new, mut newest) = (0, i64::MAX, 0);
         for batch in messages.chunks(INSERT_BATCH) {
-            // `?1` the app, `?2` the date, `?3` the source, then (position, message)
-            // pairs. SQLite reads the whole SELECT before inserting (it reads the table it
-            // inserts into), so every row is numbered after the same newest entry.
+            // (position, message) pairs after the condition's parameters, the date and
+            // the source. SQLite reads the whole SELECT before inserting (it reads the
+            // table it inserts into), so every row is numbered after the same newest entry.
             let rows: Vec<String> = (0..batch.len())
-                .map(|i| format!("({}, ?{})", i + 1, i + 4))
+                .map(|i| format!("({}, ?{})", i + 1, source_at + 1 + i))
                 .collect();
-            let mut values = vec![
-                Value::from(app_id),
-                Value::from(date.as_str()),
-                Value::from(source),
-            ];
+            let mut values = params.clone();
+            values.extend([Value::from(date.as_str()), Value::from(source)]);
             values.extend(batch.iter().map(Value::from));
             let inserted = db.query(
                 &format!(
                     "INSERT INTO app_logs (app_id, seq, date, source, message) \
-                     SELECT a.id, {NEWEST_SEQ} + m.column1, ?2, ?3, m.column2 \
-                     FROM apps a, (VALUES {}) m WHERE a.id = ?1 RETURNING seq",
+                     SELECT a.id, {NEWEST_SEQ} + m.column1, ?{date_at}, ?{source_at}, \
+                     m.column2 FROM apps a, (VALUES {}) m WHERE {condition} \
+                     RETURNING app_id, seq",
                     rows.join(", ")
                 ),
                 &values,
             )?;
-            for seq in inserted.iter().map(|r| r.int(0)) {
-                oldest_new = oldest_new.min(seq);
-                newest = newest.max(seq);
+            for row in &inserted {
+                app_id = row.int(0);
+                oldest_new = oldest_new.min(row.int(1));
+                newest = newest.max(row.int(1));
             }
         }
         let slice = (retention / 100).max(1);
@@ -95,7 +140,7 @@ pub fn append(
                 params![app_id, newest - keep],
             )?;
         }
-        Ok(())
+        Ok(newest > 0)
     })
 }
 
@@ -278,16 +323,25 @@ pub fn append_log(ctx: &mut Ctx) -> ApiResult<Response> {
         .to_string();
     let body: ApiResult<Vec<String>> =
         ctx.json_body("You must provide the log messages as a JSON array of strings.");
+    let (user, admin_team) = match ctx.caller()? {
+        Caller::User(user) => (Some(user), ctx.config.admin_team()),
+        Caller::App(_) => (None, None),
+    };
+    let target = WriteTarget::new(&name, user, admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let app = load_ref_for_caller(ctx, &name)?;
-        let lines: Vec<String> = body?
-            .iter()
-            .flat_map(|m| m.split('\n'))
-            .filter(|line| !line.is_empty())
-            .map(str::to_string)
-            .collect();
-        append(db, app.id, &source, &lines, retention)?;
-        Ok(())
+        let lines: Vec<String> = match body {
+            Ok(messages) => messages
+                .iter()
+                .flat_map(|m| m.split('\n'))
+                .filter(|line| !line.is_empty())
+                .map(str::to_string)
+                .collect(),
+            Err(e) => {
+                target.explain(db)?;
+                return Err(e);
+            }
+        };
+        append_to(db, &target, &source, &lines, retention)
     })?;
     Ok(Response::empty())
 }

@@ -215,6 +215,49 @@ fn load_ref(
     })
 }
 
+/// App `name` as a write statement finds it, checking the caller's access itself: the
+/// check and the write are one statement under the write lock instead of two. The
+/// statement puts [`WriteTarget::CONDITION`] on the app's row `a`, with
+/// [`WriteTarget::params`] as `?1` to `?4`.
+pub struct WriteTarget<'a> {
+    name: &'a str,
+    user: Option<&'a User>,
+    admin_team: Option<&'a str>,
+}
+
+impl<'a> WriteTarget<'a> {
+    pub const CONDITION: &'static str = concat!("a.name = ?3 AND (?4 OR ", app_access!(), ")");
+
+    /// For `user`; `None` for an app token, which its route checked.
+    pub fn new(name: &'a str, user: Option<&'a User>, admin_team: Option<&'a str>) -> Self {
+        WriteTarget {
+            name,
+            user,
+            admin_team,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    pub fn params(&self) -> Vec<Value> {
+        let [user_id, admin] = access_params(self.user, self.admin_team);
+        vec![
+            user_id,
+            admin,
+            Value::from(self.name),
+            Value::from(self.user.is_none()),
+        ]
+    }
+
+    /// For a write that matched no row: `404` or `403` as [`load_ref`] says, or the app
+    /// when the caller may use it (the write had nothing to change).
+    pub fn explain(&self, db: &Db) -> ApiResult<AppRef> {
+        load_ref(db, self.name, self.user, self.admin_team)
+    }
+}
+
 /// [`load_ref`] for the request's user; inside a transaction the check holds until it
 /// commits.
 pub fn load_ref_for(
@@ -224,16 +267,6 @@ pub fn load_ref_for(
     admin_team: Option<&str>,
 ) -> ApiResult<AppRef> {
     load_ref(db, name, Some(user), admin_team)
-}
-
-/// [`load_ref`] on `app-ok` routes: a user token needs app access; app tokens were
-/// checked by the route.
-pub fn load_ref_for_caller(ctx: &Ctx, name: &str) -> ApiResult<AppRef> {
-    let db = ctx.db()?;
-    match ctx.caller()? {
-        Caller::User(user) => load_ref(db, name, Some(user), ctx.config.admin_team().as_deref()),
-        Caller::App(_) => load_ref(db, name, None, None),
-    }
 }
 
 /// `git@<git_host>:<app>.git`

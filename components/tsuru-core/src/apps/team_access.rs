@@ -1,7 +1,7 @@
 //! Which teams may use an app (API.md 3.1 `PUT` and `DELETE /apps/:app/:team`),
 //! mirrored to Gandalf as repository grants and revokes.
 
-use crate::apps::records::{load_for_with, App, Extra, APP_COLUMN_COUNT};
+use crate::apps::records::{load_for_with, App, Extra, WriteTarget, APP_COLUMN_COUNT};
 use crate::identity::teams;
 use crate::params;
 use crate::runtime::audit;
@@ -12,7 +12,7 @@ use crate::runtime::response::Response;
 use crate::upstream::gandalf;
 use serde_json::json;
 
-/// The app and team a grant or revoke names, checked in its transaction with one
+/// The app and team a revoke names, checked in its transaction with one
 /// statement: app (404), access (403), team (`404 Team not found`).
 fn app_and_team(db: &Db, ctx: &Ctx) -> ApiResult<(App, i64)> {
     let admin_team = ctx.config.admin_team();
@@ -32,47 +32,64 @@ fn app_and_team(db: &Db, ctx: &Ctx) -> ApiResult<(App, i64)> {
     Ok((app, team))
 }
 
-/// `PUT /apps/:app/:team`. Without a Gandalf server, the audit event joins the
+/// `PUT /apps/:app/:team`. The link's insert checks the app, the caller's access and
+/// the team itself (one statement under the write lock); only when it inserts nothing is
+/// the app read, to say why. Without a Gandalf server, the audit event joins the
 /// transaction: one commit.
 pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
     let with_git = gandalf::is_configured(ctx);
-    let actor = ctx.user()?.email.clone();
-    let (app, team_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
-        let (app, team_id) = app_and_team(db, ctx)?;
-        let already = || ApiError::conflict("This team already has access to this app");
-        if app.teams.contains(&team) {
-            return Err(already());
-        }
-        match link_team(db, app.id, team_id) {
-            Err(e) if e.is_unique_violation() => return Err(already()),
+    let user = ctx.user()?;
+    let admin_team = ctx.config.admin_team();
+    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
+    let mut params = target.params();
+    params.push(Value::from(team.as_str()));
+    let link = format!(
+        "INSERT INTO app_teams (app_id, team_id) SELECT a.id, t.id FROM apps a, teams t \
+         WHERE {} AND t.name = ?5 RETURNING app_id, team_id",
+        WriteTarget::CONDITION
+    );
+    let (app_id, team_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let linked = match db.query_opt(&link, &params) {
+            Err(e) if e.is_unique_violation() => {
+                return Err(ApiError::conflict(
+                    "This team already has access to this app",
+                ))
+            }
             other => other?,
-        }
+        };
+        let Some(linked) = linked else {
+            // The app is missing (404) or not the caller's (403), or the team missing.
+            target.explain(db)?;
+            return Err(ApiError::not_found("Team not found"));
+        };
+        let (app_id, team_id) = (linked.int(0), linked.int(1));
         if !with_git {
             audit::record_in(
                 db,
-                &actor,
+                &user.email,
                 "grant-app-access",
-                &app.name,
+                target.name(),
                 json!({"team": team}),
             );
-            return Ok((app, team_id, Vec::new()));
+            return Ok((app_id, team_id, Vec::new()));
         }
-        Ok((app, team_id, teams::member_emails(db, team_id)?))
+        Ok((app_id, team_id, teams::member_emails(db, team_id)?))
     })?;
     if !with_git {
         return Ok(Response::empty());
     }
-    if let Err(reason) = gandalf::grant(ctx, std::slice::from_ref(&app.name), &members) {
+    let app = target.name().to_string();
+    if let Err(reason) = gandalf::grant(ctx, std::slice::from_ref(&app), &members) {
         ctx.db()?.write(
             "DELETE FROM app_teams WHERE app_id = ? AND team_id = ?",
-            params![app.id, team_id],
+            params![app_id, team_id],
         )?;
         return Err(ApiError::bad_gateway(format!(
             "Failed to grant access in the git server: {reason}."
         )));
     }
-    audit::record(ctx, "grant-app-access", &app.name, json!({"team": team}));
+    audit::record(ctx, "grant-app-access", &app, json!({"team": team}));
     Ok(Response::empty())
 }
 
