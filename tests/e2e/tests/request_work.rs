@@ -197,6 +197,7 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
         "POST /apps/:app/log",
         "POST /apps/:app/cname",
         "PUT /apps/:app/:team",
+        "DELETE /teams/:team",
     ];
     for (route, request) in writes {
         let calls = calls(&app, request);

@@ -118,43 +118,62 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
 }
 
 /// `DELETE /teams/:team`: the checks and the removal in one transaction, so no app,
-/// service or instance gains the team meanwhile (API.md 8.1).
+/// service or instance gains the team meanwhile (API.md 8.1). The delete checks them
+/// itself, taking the write lock with no read before it; only when it removes nothing is
+/// the team read, to say why.
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let team = ctx.param("team").to_string();
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
+    let is_admin_team = admin_team.as_deref() == Some(team.as_str());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        // The team, the caller's membership and what still refers to the team, in one
-        // statement.
-        let found = db.query_opt(
-            "SELECT t.id, EXISTS (SELECT 1 FROM app_teams WHERE team_id = t.id), \
-             EXISTS (SELECT 1 FROM service_owner_teams WHERE team_id = t.id \
-             UNION ALL SELECT 1 FROM service_teams WHERE team_id = t.id \
-             UNION ALL SELECT 1 FROM instance_teams WHERE team_id = t.id) \
-             FROM teams t JOIN team_members m ON m.team_id = t.id \
-             WHERE t.name = ? AND m.user_id = ?",
-            params![team.as_str(), user.id],
+        let removed = db.query_opt(
+            &format!(
+                "DELETE FROM teams AS t WHERE t.name = ?1 AND NOT ?3 \
+                 AND EXISTS (SELECT 1 FROM team_members m \
+                  WHERE m.team_id = t.id AND m.user_id = ?2) \
+                 AND NOT {IN_USE_BY_APPS} AND NOT {IN_USE_BY_SERVICES} RETURNING id"
+            ),
+            params![team.as_str(), user.id, is_admin_team],
         )?;
-        let found = found.ok_or_else(|| ApiError::not_found(format!("Team \"{team}\" not found.")))?;
-        let id = found.int(0);
-        if admin_team.as_deref() == Some(team.as_str()) {
-            return Err(ApiError::forbidden("The admin team cannot be removed."));
+        if removed.is_none() {
+            return Err(why_not_removed(db, &team, user.id, is_admin_team)?);
         }
-        if found.bool(1) {
-            return Err(ApiError::forbidden(
-                "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
-            ));
-        }
-        if found.bool(2) {
-            return Err(ApiError::forbidden(
-                "This team cannot be removed because it has access to services or service instances.",
-            ));
-        }
-        db.execute("DELETE FROM teams WHERE id = ?", params![id])?;
         audit::record_in(db, &user.email, "remove-team", &team, json!({}));
         Ok(())
     })?;
     Ok(Response::empty())
+}
+
+/// Whether team `t` is linked to an app, or to a service or service instance.
+const IN_USE_BY_APPS: &str = "EXISTS (SELECT 1 FROM app_teams WHERE team_id = t.id)";
+const IN_USE_BY_SERVICES: &str = "EXISTS (SELECT 1 FROM service_owner_teams \
+     WHERE team_id = t.id UNION ALL SELECT 1 FROM service_teams WHERE team_id = t.id \
+     UNION ALL SELECT 1 FROM instance_teams WHERE team_id = t.id)";
+
+/// Why `DELETE /teams/:team` removed nothing: the team is missing or the caller not in
+/// it (404), it is the admin team, or something still uses it (403).
+fn why_not_removed(db: &Db, team: &str, user_id: i64, is_admin_team: bool) -> ApiResult<ApiError> {
+    let found = db.query_opt(
+        &format!(
+            "SELECT {IN_USE_BY_APPS}, {IN_USE_BY_SERVICES} \
+             FROM teams t JOIN team_members m ON m.team_id = t.id \
+             WHERE t.name = ? AND m.user_id = ?"
+        ),
+        params![team, user_id],
+    )?;
+    Ok(match found {
+        None => ApiError::not_found(format!("Team \"{team}\" not found.")),
+        Some(_) if is_admin_team => ApiError::forbidden("The admin team cannot be removed."),
+        Some(row) if row.bool(0) => ApiError::forbidden(
+            "This team cannot be removed because it have access to apps.\n\nPlease remove the apps or revoke these accesses, and try again.",
+        ),
+        Some(row) if row.bool(1) => ApiError::forbidden(
+            "This team cannot be removed because it has access to services or service instances.",
+        ),
+        // Unreachable inside the transaction: the delete saw the same rows.
+        Some(_) => ApiError::conflict(format!("Team \"{team}\" changed; try again.")),
+    })
 }
 
 /// The team and user a membership change names, checked in its transaction: the team
