@@ -43,7 +43,7 @@ fn store(ctx: &Ctx, cname: &str, action: &str) -> ApiResult<Response> {
     let user = ctx.user()?;
     let name = ctx.param("app");
     let valid = cname.is_empty() || is_cname(cname);
-    let target = WriteTarget::new(name, Some(user), admin_team.as_deref());
+    let target = WriteTarget::new(name, user, admin_team.as_deref());
     let update = format!(
         "UPDATE apps AS a SET cname = ?5 WHERE {} AND ?6 RETURNING id",
         WriteTarget::CONDITION

@@ -203,7 +203,7 @@ pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     let retention = ctx.config.log_retention()?;
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
-    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
+    let target = WriteTarget::new(ctx.param("app"), user, admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
         let variables = match body.and_then(valid_names) {
             Ok(variables) => variables,
@@ -245,7 +245,7 @@ pub fn unset(ctx: &mut Ctx) -> ApiResult<Response> {
     let names = requested_names(ctx);
     let admin_team = ctx.config.admin_team();
     let user = ctx.user()?;
-    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
+    let target = WriteTarget::new(ctx.param("app"), user, admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
         let names = match names {
             Ok(names) if !names.is_empty() => names,
@@ -314,7 +314,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        let checked = WriteTarget::new("a", None, None);
+        let checked = WriteTarget::for_app_token("a", None);
         let stored = set_public(
             &db,
             &checked,
@@ -348,9 +348,9 @@ mod tests {
             is_admin: false,
         };
         let port: BTreeMap<String, String> = [("PORT".to_string(), "80".to_string())].into();
-        let stranger = set_public(&db, &WriteTarget::new("a", Some(&eve), None), &port);
+        let stranger = set_public(&db, &WriteTarget::new("a", &eve, None), &port);
         assert_eq!(stranger.unwrap_err().status, 403);
-        let missing = set_public(&db, &WriteTarget::new("b", Some(&eve), None), &port);
+        let missing = set_public(&db, &WriteTarget::new("b", &eve, None), &port);
         assert_eq!(missing.unwrap_err().status, 404);
         assert!(values(&db, 1).unwrap().is_empty());
         db.execute(
@@ -365,7 +365,7 @@ mod tests {
         .unwrap();
         db.execute("INSERT INTO app_teams (app_id, team_id) VALUES (1, 3)", &[])
             .unwrap();
-        let member = set_public(&db, &WriteTarget::new("a", Some(&eve), None), &port);
+        let member = set_public(&db, &WriteTarget::new("a", &eve, None), &port);
         assert_eq!(member.unwrap(), (1, vec!["PORT".to_string()]));
     }
 }

@@ -323,11 +323,11 @@ pub fn append_log(ctx: &mut Ctx) -> ApiResult<Response> {
         .to_string();
     let body: ApiResult<Vec<String>> =
         ctx.json_body("You must provide the log messages as a JSON array of strings.");
-    let (user, admin_team) = match ctx.caller()? {
-        Caller::User(user) => (Some(user), ctx.config.admin_team()),
-        Caller::App(_) => (None, None),
+    let admin_team = ctx.config.admin_team();
+    let target = match ctx.caller()? {
+        Caller::User(user) => WriteTarget::new(&name, user, admin_team.as_deref()),
+        Caller::App(token) => WriteTarget::for_app_token(&name, token.id),
     };
-    let target = WriteTarget::new(&name, user, admin_team.as_deref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
         let lines: Vec<String> = match body {
             Ok(messages) => messages
@@ -465,5 +465,38 @@ mod tests {
         assert!(messages(&db, 1).is_empty());
         append(&db, 1, "app", &["late".to_string()], 100).unwrap();
         assert!(messages(&db, 1).is_empty());
+    }
+
+    #[test]
+    fn an_app_token_writes_only_to_the_app_it_was_issued_for() {
+        // App 2 is a namesake of app 1, which was removed after the token was issued.
+        let db = schema::test_db_with_apps(&[(2, "web")]);
+        let line = vec!["hello".to_string()];
+        let stale = append_to(
+            &db,
+            &WriteTarget::for_app_token("web", Some(1)),
+            "app",
+            &line,
+            10,
+        );
+        assert_eq!(stale.unwrap_err().status, 401);
+        assert!(messages(&db, 2).is_empty());
+        let current = append_to(
+            &db,
+            &WriteTarget::for_app_token("web", Some(2)),
+            "app",
+            &line,
+            10,
+        );
+        current.unwrap();
+        let system = append_to(
+            &db,
+            &WriteTarget::for_app_token("web", None),
+            "app",
+            &line,
+            10,
+        );
+        system.unwrap();
+        assert_eq!(messages(&db, 2), ["hello", "hello"]);
     }
 }

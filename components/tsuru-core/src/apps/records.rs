@@ -215,25 +215,42 @@ fn load_ref(
     })
 }
 
-/// App `name` as a write statement finds it, checking the caller's access itself: the
-/// check and the write are one statement under the write lock instead of two. The
-/// statement puts [`WriteTarget::CONDITION`] on the app's row `a`, with
-/// [`WriteTarget::params`] as `?1` to `?4`.
+/// App `name` as a write statement finds it, checking the caller itself: the check and
+/// the write are one statement under the write lock instead of two. The statement puts
+/// [`WriteTarget::CONDITION`] on the app's row `a`, with [`WriteTarget::params`] as `?1`
+/// to `?4`: `?4` is NULL for a user (app access is checked), else the id an app token
+/// names, which the row must have (0 for a system token, which names no app id).
 pub struct WriteTarget<'a> {
     name: &'a str,
-    user: Option<&'a User>,
-    admin_team: Option<&'a str>,
+    caller: WriteCaller<'a>,
+}
+
+enum WriteCaller<'a> {
+    User(&'a User, Option<&'a str>),
+    AppToken(Option<i64>),
 }
 
 impl<'a> WriteTarget<'a> {
-    pub const CONDITION: &'static str = concat!("a.name = ?3 AND (?4 OR ", app_access!(), ")");
+    pub const CONDITION: &'static str = concat!(
+        "a.name = ?3 AND CASE WHEN ?4 IS NULL THEN ",
+        app_access!(),
+        " ELSE ?4 IN (0, a.id) END"
+    );
 
-    /// For `user`; `None` for an app token, which its route checked.
-    pub fn new(name: &'a str, user: Option<&'a User>, admin_team: Option<&'a str>) -> Self {
+    /// For `user`, who needs app access.
+    pub fn new(name: &'a str, user: &'a User, admin_team: Option<&'a str>) -> Self {
         WriteTarget {
             name,
-            user,
-            admin_team,
+            caller: WriteCaller::User(user, admin_team),
+        }
+    }
+
+    /// For an app token the route checked by name; `app_id` is the app it was issued
+    /// for, so that the token never writes to a namesake created after that app's removal.
+    pub fn for_app_token(name: &'a str, app_id: Option<i64>) -> Self {
+        WriteTarget {
+            name,
+            caller: WriteCaller::AppToken(app_id),
         }
     }
 
@@ -242,19 +259,33 @@ impl<'a> WriteTarget<'a> {
     }
 
     pub fn params(&self) -> Vec<Value> {
-        let [user_id, admin] = access_params(self.user, self.admin_team);
+        let (user, admin_team, token_app) = match self.caller {
+            WriteCaller::User(user, admin_team) => (Some(user), admin_team, None),
+            WriteCaller::AppToken(id) => (None, None, Some(id.unwrap_or(0))),
+        };
+        let [user_id, admin] = access_params(user, admin_team);
         vec![
             user_id,
             admin,
             Value::from(self.name),
-            Value::from(self.user.is_none()),
+            Value::from(token_app),
         ]
     }
 
-    /// For a write that matched no row: `404` or `403` as [`load_ref`] says, or the app
-    /// when the caller may use it (the write had nothing to change).
+    /// For a write that matched no row: `404` or `403` as [`load_ref`] says, `401` for an
+    /// app token of a removed app, or the app when the caller may use it (the write had
+    /// nothing to change).
     pub fn explain(&self, db: &Db) -> ApiResult<AppRef> {
-        load_ref(db, self.name, self.user, self.admin_team)
+        match self.caller {
+            WriteCaller::User(user, admin_team) => load_ref(db, self.name, Some(user), admin_team),
+            WriteCaller::AppToken(token_app) => {
+                let app = load_ref(db, self.name, None, None)?;
+                if token_app.is_some_and(|id| id != app.id) {
+                    return Err(ApiError::invalid_token());
+                }
+                Ok(app)
+            }
+        }
     }
 }
 

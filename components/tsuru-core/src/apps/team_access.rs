@@ -41,7 +41,7 @@ pub fn grant(ctx: &mut Ctx) -> ApiResult<Response> {
     let with_git = gandalf::is_configured(ctx);
     let user = ctx.user()?;
     let admin_team = ctx.config.admin_team();
-    let target = WriteTarget::new(ctx.param("app"), Some(user), admin_team.as_deref());
+    let target = WriteTarget::new(ctx.param("app"), user, admin_team.as_deref());
     let mut params = target.params();
     params.push(Value::from(team.as_str()));
     let link = format!(
