@@ -278,3 +278,35 @@ fn unit_quota_of_new_apps() {
         "Invalid value for variable \"quota_units_per_app\"\n",
     );
 }
+
+/// A creation whose request died leaves its app `pending`; after the 10-minute lease
+/// (API.md 8.9) a new creation of the name takes it over, and the abandoned reservation
+/// does not count against the owner's quota. A fresh reservation still holds the name.
+#[test]
+fn an_abandoned_creation_is_taken_over_within_the_owners_quota() {
+    let app = app().var("quota_apps_per_user", "1").start();
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    let bob = user(&app, "bob@example.com");
+    team(&app, &bob, "frontend");
+    create_app(&app, &alice, "web");
+    // As a creation that died before the provisioner answered leaves it.
+    app.sql("UPDATE apps SET state = 'pending' WHERE name = 'web'");
+    expect(
+        &try_create_app(&app, &bob, "web"),
+        409,
+        "Tsuru failed to create the app \"web\": there is already an app with this name.\n",
+    );
+    app.sql("UPDATE apps SET created_unix = created_unix - 601 WHERE name = 'web'");
+    create_app(&app, &alice, "web");
+    let web = app.get("/apps/web").bearer(&alice).send();
+    assert_eq!(web.status, 200, "{}", web.text());
+    assert_eq!(web.json()["State"], "ready");
+    assert_eq!(
+        app.get("/quota/alice@example.com")
+            .bearer(&alice)
+            .send()
+            .json(),
+        json!({"items": ["web"], "available": 0, "limit": 1})
+    );
+}

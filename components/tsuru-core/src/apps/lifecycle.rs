@@ -147,12 +147,15 @@ fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
     let name = c.name.as_str();
     let now = now_unix();
     // The name's holder (1 when an abandoned creation, 0 otherwise) and the room left in
-    // the owner's quota, in one statement.
+    // the owner's quota, not counting the abandoned creation this one takes over, in one
+    // statement.
+    const ABANDONED: &str = "a.name = ?1 AND a.state = 'pending' AND a.created_unix < ?2";
     let checks = db
         .query_opt(
-            "SELECT (SELECT state = 'pending' AND created_unix < ?2 FROM apps WHERE name = ?1), \
-             (SELECT q.\"limit\" - (SELECT COUNT(*) FROM apps a WHERE a.owner_id = q.user_id) \
-              FROM quotas q WHERE q.user_id = ?3)",
+            &format!(
+                "SELECT (SELECT {ABANDONED} FROM apps a WHERE a.name = ?1), {}",
+                quota::user_room_column("?3", ABANDONED)
+            ),
             params![name, now - PENDING_LEASE_SECONDS, c.owner.id],
         )?
         .ok_or_else(|| ApiError::internal("no row from a scalar query"))?;

@@ -7,14 +7,22 @@
 use crate::params;
 use crate::runtime::db::{Db, DbResult};
 
+/// Room left in the app quota of the user whose id is `user` (an SQL expression), apps
+/// matching `not_counted` left out, as a column to select (NULL: no quota, unlimited).
+pub fn user_room_column(user: &str, not_counted: &str) -> String {
+    format!(
+        "(SELECT q.\"limit\" - (SELECT COUNT(*) FROM apps a WHERE a.owner_id = q.user_id \
+         AND NOT ({not_counted})) FROM quotas q WHERE q.user_id = {user})"
+    )
+}
+
 /// Room left in the user's app quota; `None` when the user has none (unlimited).
 pub fn user_room(db: &Db, user_id: i64) -> DbResult<Option<i64>> {
-    let row = db.query_opt(
-        "SELECT q.\"limit\", (SELECT COUNT(*) FROM apps a WHERE a.owner_id = q.user_id) \
-         FROM quotas q WHERE q.user_id = ?",
+    let room = db.query_opt(
+        &format!("SELECT {}", user_room_column("?", "0")),
         params![user_id],
     )?;
-    Ok(row.map(|r| (r.int(0) - r.int(1)).max(0)))
+    Ok(room.and_then(|r| r.opt_int(0)).map(|room| room.max(0)))
 }
 
 /// An app's unit quota: its id and the room left; `None` when the app has none.
