@@ -126,38 +126,53 @@ fn requested_limit(ctx: &Ctx) -> ApiResult<i64> {
 }
 
 /// `PUT /quota/:owner`: sets the limit, creating the quota with the owner's current
-/// items when it has none.
+/// items when it has none. An existing quota, the usual case, is changed by one update
+/// that finds the owner itself and takes the write lock with no read before it (emails
+/// hold an `@`, app names never do, so at most one owner matches); only when it changes
+/// nothing is the owner read, in the same transaction, to create the quota or say 404.
 pub fn set(ctx: &mut Ctx) -> ApiResult<Response> {
     let name = ctx.param("owner").to_string();
     let limit = requested_limit(ctx)?;
     let email = ctx.user()?.email.clone();
     ctx.db()?.transaction(|db| -> ApiResult<()> {
-        let owner = owner(db, &name)?;
-        match (owner.kind, owner.limit) {
-            (Kind::User, Some(_)) => db.execute(
-                "UPDATE quotas SET \"limit\" = ? WHERE user_id = ?",
-                params![limit, owner.id],
-            )?,
-            (Kind::App, Some(_)) => db.execute(
-                "UPDATE quotas SET \"limit\" = ? WHERE app_id = ?",
-                params![limit, owner.id],
-            )?,
-            (Kind::User, None) => db.execute(
-                "INSERT INTO quotas (user_id, \"limit\") VALUES (?, ?)",
-                params![owner.id, limit],
-            )?,
-            (Kind::App, None) => {
-                create_for_app(db, owner.id, limit, &owner.items)?;
-                // Units made while the app was unlimited now count, and release on removal.
-                db.execute(
-                    "UPDATE units SET quota_item = ? || '-' || number \
-                     WHERE app_id = ? AND quota_item IS NULL",
-                    params![name.as_str(), owner.id],
-                )?;
-            }
+        let updated = db.query_opt(
+            "UPDATE quotas SET \"limit\" = ?1 \
+             WHERE user_id = (SELECT id FROM users WHERE email = ?2) \
+             OR app_id = (SELECT id FROM apps WHERE name = ?2) RETURNING id",
+            params![limit, name.as_str()],
+        )?;
+        if updated.is_none() {
+            create(db, &name, limit)?;
         }
         audit::record_in(db, &email, "set-quota", &name, json!({"limit": limit}));
         Ok(())
     })?;
     Ok(Response::text("Quota changed sucessfully."))
+}
+
+/// Creates the quota of `name`, which has none (the caller's update found none to change).
+fn create(db: &Db, name: &str, limit: i64) -> ApiResult<()> {
+    let owner = owner(db, name)?;
+    match (owner.kind, owner.limit) {
+        (Kind::User, None) => db.execute(
+            "INSERT INTO quotas (user_id, \"limit\") VALUES (?, ?)",
+            params![owner.id, limit],
+        )?,
+        (Kind::App, None) => {
+            create_for_app(db, owner.id, limit, &owner.items)?;
+            // Units made while the app was unlimited now count, and release on removal.
+            db.execute(
+                "UPDATE units SET quota_item = ? || '-' || number \
+                 WHERE app_id = ? AND quota_item IS NULL",
+                params![name, owner.id],
+            )?;
+        }
+        // The update holds the write lock: a quota cannot have appeared since.
+        (_, Some(_)) => {
+            return Err(ApiError::internal(format!(
+                "the quota of {name} exists but was not updated"
+            )))
+        }
+    }
+    Ok(())
 }

@@ -189,8 +189,8 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
         ),
         ("login", login()),
     ];
-    // Routes whose write checks the app and the caller's access itself: the write lock
-    // is taken by the write, with no read before it.
+    // Routes whose write finds its target and checks the caller's access itself: the
+    // write lock is taken by the write, with no read before it.
     let checked_by_the_write = [
         "POST /apps/:app/env",
         "DELETE /apps/:app/env",
@@ -198,6 +198,7 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
         "POST /apps/:app/cname",
         "PUT /apps/:app/:team",
         "DELETE /teams/:team",
+        "PUT /quota/:owner",
     ];
     for (route, request) in writes {
         let calls = calls(&app, request);
