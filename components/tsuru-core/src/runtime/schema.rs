@@ -54,7 +54,11 @@ const MIGRATIONS: &[&[&str]] = &[&[
      WHERE l.app = apps.name AND l.date < apps.created_at), 0)",
 ], &[
     // 4: surrogate ids that a re-created name never reuses, and foreign keys that take
-    // every child row with its parent (API.md 8.1, 8.2). Each table is rebuilt from its
+    // every child row with its parent (API.md 8.1, 8.2). No request turns them on:
+    // both databases Spin offers enforce them by default (rusqlite's bundled SQLite is
+    // built with SQLITE_DEFAULT_FOREIGN_KEYS=1; sqld 0.24.9 answers `PRAGMA
+    // foreign_keys` with 1); `a_default_connection_enforces_the_foreign_keys` checks.
+    // Each table is rebuilt from its
     // version-3 rows; rows that already pointed at a missing parent are dropped.
     // Apps keep their serial as id, so app tokens issued before stay valid; users get
     // `legacy_tokens` so their tokens issued before (which name an email, not an id)
@@ -333,6 +337,33 @@ mod tests {
         assert_eq!(names, vec!["go", "python"]);
         let version = db.query_opt("PRAGMA user_version", &[]).unwrap().unwrap();
         assert_eq!(version.int(0), LATEST_VERSION);
+    }
+
+    /// The schema relies on SQLite enforcing foreign keys on a connection nobody set up,
+    /// as Spin's connections are: a removed parent takes its children, and no child
+    /// attaches to a missing parent.
+    #[test]
+    fn a_default_connection_enforces_the_foreign_keys() {
+        let db = test_db_with_apps(&[(7, "web")]);
+        for sql in [
+            "INSERT INTO users (email, password_hash, created_at) VALUES ('a@x.com', 'h', 'now')",
+            "INSERT INTO teams (name, created_at) VALUES ('ops', 'now')",
+            "INSERT INTO team_members (team_id, user_id) SELECT t.id, u.id FROM teams t, users u",
+            "INSERT INTO env_vars (app_id, name, value, public) VALUES (7, 'PORT', '80', 1)",
+            "DELETE FROM users",
+            "DELETE FROM apps",
+        ] {
+            db.execute(sql, &[]).unwrap();
+        }
+        for table in ["team_members", "env_vars"] {
+            let left = db.query(&format!("SELECT 1 FROM {table}"), &[]).unwrap();
+            assert!(left.is_empty(), "{table} outlived its parent");
+        }
+        let orphan = db.execute(
+            "INSERT INTO env_vars (app_id, name, value, public) VALUES (7, 'PORT', '80', 1)",
+            &[],
+        );
+        assert!(orphan.is_err_and(|e| e.is_foreign_key_violation()));
     }
 
     /// Migrates only up to `version` (a database written by an earlier release).
