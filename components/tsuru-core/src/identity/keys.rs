@@ -43,12 +43,10 @@ pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     // Numbers come from a counter that is never rolled back, so names are never reused.
     let number = db
-        .write(
+        .write_opt(
             "UPDATE users SET next_key = next_key + 1 WHERE id = ? RETURNING next_key - 1",
             params![user_id],
         )?
-        .into_iter()
-        .next()
         .ok_or_else(ApiError::invalid_token)?
         .int(0);
     let name = format!("{email}-{number}");

@@ -95,13 +95,11 @@ fn send_new_password(ctx: &Ctx, user_id: i64, email: &str, token: &str) -> ApiRe
     let now = now_unix();
     let db = ctx.db()?;
     let created = db
-        .write(
+        .write_opt(
             "UPDATE users SET reset_hash = NULL WHERE id = ? AND reset_hash = ? \
              AND reset_created > ? RETURNING reset_created",
             params![user_id, hash.as_str(), now - RESET_TOKEN_SECONDS],
         )?
-        .into_iter()
-        .next()
         .ok_or_else(|| ApiError::forbidden("Invalid token"))?
         .int(0);
     let new_password = passwords::generate()?;

@@ -237,13 +237,11 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     let hash = passwords::hash(&new)?;
     let epoch = db
-        .write(
+        .write_opt(
             "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE id = ? \
              RETURNING token_epoch",
             params![hash.as_str(), user_id],
         )?
-        .into_iter()
-        .next()
         .ok_or_else(ApiError::invalid_token)?
         .int(0);
     // Every other token is revoked by the new epoch; the caller's own token is carried

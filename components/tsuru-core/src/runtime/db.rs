@@ -355,6 +355,11 @@ impl Db {
         self.run(sql, params)
     }
 
+    /// [`Db::write`] for a statement that returns at most one row.
+    pub fn write_opt(&self, sql: &str, params: &[Value]) -> DbResult<Option<Row>> {
+        Ok(self.write(sql, params)?.into_iter().next())
+    }
+
     /// Sets up the connection for writing, once: its own busy handler off (it would wait
     /// in steps of up to 100 ms; `run` retries as [`busy_pause`] says instead). Commits
     /// still wait for the disk (`synchronous = FULL`, Spin's default): a power cut loses
