@@ -76,6 +76,8 @@ struct Options {
     apps: Option<usize>,
     /// Measure only the routes whose name contains this (and the no-op), then stop: a
     /// quick look at one route while working on it, with no scaling run and no targets.
+    /// A route that consumes what another creates needs it chosen too (`/teams` takes
+    /// both `POST /teams` and `DELETE /teams/:team`).
     only: Option<String>,
 }
 
@@ -596,14 +598,19 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
             .filter(|e| e.name == NOOP || e.name.contains(only.as_str()))
             .collect();
         for &clients in &counts {
-            let mut routes = Vec::new();
-            for endpoint in &chosen {
-                let mut per_round = Vec::new();
-                for _ in 0..scale.rounds {
-                    per_round.push(measure(app, clients, &scale, endpoint)?);
+            // Rounds go over every chosen route in turn, as in the full run, so a route
+            // that hands items to another (grant and revoke) refills its pool each round.
+            let mut per_route: Vec<Vec<Round>> = chosen.iter().map(|_| Vec::new()).collect();
+            for _ in 0..scale.rounds {
+                for (endpoint, rounds) in chosen.iter().zip(per_route.iter_mut()) {
+                    rounds.push(measure(app, clients, &scale, endpoint)?);
                 }
-                routes.push((endpoint.name, endpoint.kind, summarize_rounds(per_round)));
             }
+            let routes = chosen
+                .iter()
+                .zip(per_route)
+                .map(|(e, r)| (e.name, e.kind, summarize_rounds(r)))
+                .collect();
             print_table(&Measured { clients, routes });
         }
         let chosen: Vec<Endpoint> = endpoints
