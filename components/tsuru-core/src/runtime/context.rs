@@ -169,6 +169,9 @@ pub mod fake {
         pub fn leaked(vars: &[(&str, &str)]) -> &'static FakePlatform {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n == 0 {
+                remove_stale_databases();
+            }
             let db_path =
                 std::env::temp_dir().join(format!("tsuru-core-test-{}-{n}.db", std::process::id()));
             let _ = std::fs::remove_file(&db_path);
@@ -180,6 +183,28 @@ pub mod fake {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             }))
+        }
+    }
+
+    /// Removes the databases of test processes that have ended: a leaked platform is never
+    /// dropped, so each run would leave its files behind. Where there is no `/proc` to
+    /// tell a live process from an ended one, nothing is removed.
+    fn remove_stale_databases() {
+        let proc = std::path::Path::new("/proc");
+        if !proc.join("self").exists() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("tsuru-core-test-")
+                .and_then(|rest| rest.split('-').next());
+            if pid.is_some_and(|pid| !proc.join(pid).exists()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 
