@@ -142,6 +142,12 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
 
     let writes = [
         (
+            "POST /apps",
+            app.post("/apps")
+                .bearer(&token)
+                .json(&json!({"name": "api", "platform": "python"})),
+        ),
+        (
             "POST /apps/:app/env",
             app.post("/apps/web/env")
                 .bearer(&token)
@@ -192,6 +198,7 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
     // Routes whose write finds its target and checks the caller's access itself: the
     // write lock is taken by the write, with no read before it.
     let checked_by_the_write = [
+        "POST /apps",
         "POST /apps/:app/env",
         "DELETE /apps/:app/env",
         "POST /apps/:app/log",

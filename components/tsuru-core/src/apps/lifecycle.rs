@@ -105,6 +105,7 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let at_once = provisioner::is_builtin(ctx) && !with_git;
     let (app_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let app_id = insert_app(db, &creation, at_once)?;
+        insert_app_parts(db, &creation, app_id)?;
         if at_once {
             let units = provisioner::started(&[first_unit(&creation.name)]);
             let built_in = provisioner::Provisioned {
@@ -141,58 +142,85 @@ fn creation_failed(app: &str, why: &str) -> String {
 }
 
 /// Side effect 1 of `POST /apps`, with checks 5–7 inside the transaction so that
-/// concurrent creations see each other: the app (`ready` when `ready`, else `pending`),
-/// its teams, quota and variables. Returns the app's id.
+/// concurrent creations see each other: the app's row (`ready` when `ready`, else
+/// `pending`). Returns its id.
+///
+/// The insert checks the owner's quota itself, so it opens the transaction and takes
+/// the write lock with no read before it. Only when it inserts nothing is the name read,
+/// to say why (a taken name before a full quota), or to take over a creation abandoned
+/// under that name, which the quota does not count.
 fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
     let name = c.name.as_str();
     let now = now_unix();
-    // The name's holder (1 when an abandoned creation, 0 otherwise) and the room left in
-    // the owner's quota, not counting the abandoned creation this one takes over, in one
-    // statement.
     const ABANDONED: &str = "a.name = ?1 AND a.state = 'pending' AND a.created_unix < ?2";
-    let checks = db
-        .query_opt(
-            &format!(
-                "SELECT (SELECT {ABANDONED} FROM apps a WHERE a.name = ?1), {}",
-                quota::user_room_column("?3", ABANDONED)
-            ),
-            params![name, now - PENDING_LEASE_SECONDS, c.owner.id],
-        )?
-        .ok_or_else(|| ApiError::internal("no row from a scalar query"))?;
     let duplicate = || {
         ApiError::conflict(creation_failed(
             name,
             "there is already an app with this name.",
         ))
     };
-    match checks.opt_int(0) {
-        Some(1) => db.execute("DELETE FROM apps WHERE name = ?", params![name])?,
-        Some(_) => return Err(duplicate()),
-        None => {}
-    }
-    if checks.opt_int(1).is_some_and(|room| room <= 0) {
-        return Err(ApiError::forbidden("Quota exceeded"));
-    }
-    if c.units_quota == Some(0) {
-        return Err(ApiError::forbidden(creation_failed(
-            name,
-            "app creation is disallowed",
-        )));
-    }
-    let state = if ready { "ready" } else { "pending" };
-    let inserted = db.query(
-        "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, created_unix) \
-         VALUES (?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
-        params![name, c.platform.as_str(), c.owner.email.as_str(), c.owner.id, state, now_rfc3339(), now],
+    let insert = format!(
+        "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
+         created_unix) SELECT ?1, ?4, ?5, ?3, ?6, 1, ?7, ?8 \
+         WHERE ?9 AND COALESCE({}, 1) > 0 RETURNING id",
+        quota::user_room_column("?3", ABANDONED)
     );
-    let app_id = match inserted {
-        Err(e) if e.is_unique_violation() => return Err(duplicate()),
-        // The platform was removed meanwhile.
-        Err(e) if e.is_foreign_key_violation() => {
-            return Err(ApiError::bad_request("Invalid platform"))
+    let state = if ready { "ready" } else { "pending" };
+    // Creation disallowed by configuration still answers a taken name first.
+    let allowed = c.units_quota != Some(0);
+    let params = params![
+        name,
+        now - PENDING_LEASE_SECONDS,
+        c.owner.id,
+        c.platform.as_str(),
+        c.owner.email.as_str(),
+        state,
+        now_rfc3339(),
+        now,
+        allowed
+    ];
+    let mut took_over = false;
+    loop {
+        let taken = match db.query_opt(&insert, params) {
+            Ok(Some(row)) => return Ok(row.int(0)),
+            Ok(None) => false,
+            Err(e) if e.is_unique_violation() => true,
+            // The platform was removed meanwhile.
+            Err(e) if e.is_foreign_key_violation() => {
+                return Err(ApiError::bad_request("Invalid platform"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Nothing inserted: the name is taken (an abandoned creation is taken over once),
+        // or the quota is full, or creation is disallowed; in that order.
+        let holder = db.query_opt(
+            &format!("SELECT {ABANDONED} FROM apps a WHERE a.name = ?1"),
+            &params[..2],
+        )?;
+        match holder.map(|row| row.int(0)) {
+            Some(1) if !took_over => {
+                db.execute("DELETE FROM apps WHERE name = ?", params![name])?;
+                took_over = true;
+                continue;
+            }
+            Some(_) => return Err(duplicate()),
+            None if taken => return Err(duplicate()),
+            None if allowed || quota::user_room(db, c.owner.id)?.is_some_and(|r| r <= 0) => {
+                return Err(ApiError::forbidden("Quota exceeded"))
+            }
+            None => {
+                return Err(ApiError::forbidden(creation_failed(
+                    name,
+                    "app creation is disallowed",
+                )))
+            }
         }
-        other => other?.first().map_or(0, |r| r.int(0)),
-    };
+    }
+}
+
+/// The app's teams, quota and variables, after [`insert_app`] made its row.
+fn insert_app_parts(db: &Db, c: &Creation, app_id: i64) -> ApiResult<()> {
+    let name = c.name.as_str();
     // The app's teams: the owner's teams as they are now.
     let teams = db.query(
         "INSERT INTO app_teams (app_id, team_id) SELECT ?, team_id FROM team_members \
@@ -206,7 +234,7 @@ fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
         quota::create_for_app(db, app_id, limit, &[quota::unit_item(name, 0)])?;
     }
     env::set_private(db, app_id, &c.variables(), None)?;
-    Ok(app_id)
+    Ok(())
 }
 
 /// The members of the app's teams: who may push to its repository.
