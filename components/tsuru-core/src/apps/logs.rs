@@ -472,31 +472,20 @@ mod tests {
         // App 2 is a namesake of app 1, which was removed after the token was issued.
         let db = schema::test_db_with_apps(&[(2, "web")]);
         let line = vec!["hello".to_string()];
-        let stale = append_to(
-            &db,
-            &WriteTarget::for_app_token("web", Some(1)),
-            "app",
-            &line,
-            10,
-        );
-        assert_eq!(stale.unwrap_err().status, 401);
+        let append_with = |token_app: Option<i64>| {
+            append_to(
+                &db,
+                &WriteTarget::for_app_token("web", token_app),
+                "app",
+                &line,
+                10,
+            )
+        };
+        assert_eq!(append_with(Some(1)).unwrap_err().status, 401);
         assert!(messages(&db, 2).is_empty());
-        let current = append_to(
-            &db,
-            &WriteTarget::for_app_token("web", Some(2)),
-            "app",
-            &line,
-            10,
-        );
-        current.unwrap();
-        let system = append_to(
-            &db,
-            &WriteTarget::for_app_token("web", None),
-            "app",
-            &line,
-            10,
-        );
-        system.unwrap();
+        append_with(Some(2)).unwrap();
+        // A token that names no app (the system's) writes to the app by name.
+        append_with(None).unwrap();
         assert_eq!(messages(&db, 2), ["hello", "hello"]);
     }
 }
