@@ -58,8 +58,8 @@ const MIGRATIONS: &[&[&str]] = &[&[
     // both databases Spin offers enforce them by default (rusqlite's bundled SQLite is
     // built with SQLITE_DEFAULT_FOREIGN_KEYS=1; sqld 0.24.9 answers `PRAGMA
     // foreign_keys` with 1); `a_default_connection_enforces_the_foreign_keys` checks.
-    // Each table is rebuilt from its
-    // version-3 rows; rows that already pointed at a missing parent are dropped.
+    // Each table is rebuilt from its version-3 rows; rows that already pointed at a
+    // missing parent are dropped.
     // Apps keep their serial as id, so app tokens issued before stay valid; users get
     // `legacy_tokens` so their tokens issued before (which name an email, not an id)
     // stay valid, while an account registered later never accepts them.
