@@ -310,3 +310,42 @@ fn an_abandoned_creation_is_taken_over_within_the_owners_quota() {
         json!({"items": ["web"], "available": 0, "limit": 1})
     );
 }
+
+/// Taking over another owner's abandoned creation needs room in the quota of the one who
+/// takes it over: refused, the abandoned reservation stays as it was; with room, the name
+/// changes hands and leaves the first owner's quota.
+#[test]
+fn an_abandoned_creation_is_taken_over_only_with_room_in_the_quota() {
+    let app = app().var("quota_apps_per_user", "1").start();
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    let bob = user(&app, "bob@example.com");
+    team(&app, &bob, "frontend");
+    create_app(&app, &alice, "web");
+    create_app(&app, &bob, "api");
+    app.sql(
+        "UPDATE apps SET state = 'pending', created_unix = created_unix - 601 WHERE name = 'web'",
+    );
+    expect(&try_create_app(&app, &bob, "web"), 403, "Quota exceeded\n");
+    let web = app.get("/apps/web").bearer(&alice).send();
+    assert_eq!(web.status, 200, "{}", web.text());
+    assert_eq!(web.json()["State"], "pending");
+
+    let removed = app.delete("/apps/api").bearer(&bob).send();
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    create_app(&app, &bob, "web");
+    let quota = |email: &str, token: &str| {
+        app.get(&format!("/quota/{email}"))
+            .bearer(token)
+            .send()
+            .json()
+    };
+    assert_eq!(
+        quota("alice@example.com", &alice),
+        json!({"items": [], "available": 1, "limit": 1})
+    );
+    assert_eq!(
+        quota("bob@example.com", &bob),
+        json!({"items": ["web"], "available": 0, "limit": 1})
+    );
+}
