@@ -279,17 +279,24 @@ fn unit_quota_of_new_apps() {
     );
 }
 
-/// A creation whose request died leaves its app `pending`; after the 10-minute lease
-/// (API.md 8.9) a new creation of the name takes it over, and the abandoned reservation
-/// does not count against the owner's quota. A fresh reservation still holds the name.
-#[test]
-fn an_abandoned_creation_is_taken_over_within_the_owners_quota() {
+/// Alice and Bob, each in a team of their own, with a quota of one app each; Alice owns
+/// `web`.
+fn alice_with_web_and_bob() -> (e2e::App, String, String) {
     let app = app().var("quota_apps_per_user", "1").start();
     let alice = user(&app, "alice@example.com");
     team(&app, &alice, "backend");
     let bob = user(&app, "bob@example.com");
     team(&app, &bob, "frontend");
     create_app(&app, &alice, "web");
+    (app, alice, bob)
+}
+
+/// A creation whose request died leaves its app `pending`; after the 10-minute lease
+/// (API.md 8.9) a new creation of the name takes it over, and the abandoned reservation
+/// does not count against the owner's quota. A fresh reservation still holds the name.
+#[test]
+fn an_abandoned_creation_is_taken_over_within_the_owners_quota() {
+    let (app, alice, bob) = alice_with_web_and_bob();
     // As a creation that died before the provisioner answered leaves it.
     app.sql("UPDATE apps SET state = 'pending' WHERE name = 'web'");
     expect(
@@ -316,12 +323,7 @@ fn an_abandoned_creation_is_taken_over_within_the_owners_quota() {
 /// changes hands and leaves the first owner's quota.
 #[test]
 fn an_abandoned_creation_is_taken_over_only_with_room_in_the_quota() {
-    let app = app().var("quota_apps_per_user", "1").start();
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    let bob = user(&app, "bob@example.com");
-    team(&app, &bob, "frontend");
-    create_app(&app, &alice, "web");
+    let (app, alice, bob) = alice_with_web_and_bob();
     create_app(&app, &bob, "api");
     app.sql(
         "UPDATE apps SET state = 'pending', created_unix = created_unix - 601 WHERE name = 'web'",
