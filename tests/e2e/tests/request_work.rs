@@ -238,3 +238,87 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
         }
     }
 }
+
+/// The statements `calls` runs under the write lock: from its `BEGIN` to its `COMMIT`.
+fn statements_in_transaction(route: &str, calls: &[String]) -> usize {
+    let begin = calls
+        .iter()
+        .position(|c| c.starts_with("sqlite execute BEGIN"))
+        .unwrap_or_else(|| panic!("{route} has no transaction: {calls:#?}"));
+    let commit = calls
+        .iter()
+        .position(|c| c == "sqlite execute COMMIT")
+        .unwrap_or_else(|| panic!("{route} does not commit: {calls:#?}"));
+    statements(&calls[begin + 1..commit])
+}
+
+#[test]
+fn adding_many_units_holds_the_write_lock_for_as_few_statements_as_adding_one() {
+    let app = e2e::app().start();
+    let admin = accounts::admin(&app);
+    let token = accounts::user(&app, "u@example.com");
+    accounts::team(&app, &token, "backend");
+    apps::create_app(&app, &token, "web");
+    // With a unit quota, every unit also reserves an item against it.
+    let quota = app
+        .put("/quota/web")
+        .bearer(&admin)
+        .body("quota=500")
+        .send();
+    assert_eq!(quota.status, 200, "{}", quota.text());
+    let add = |count: &str| {
+        let calls = calls(&app, app.put("/apps/web/units").bearer(&token).body(count));
+        assert_minimal("PUT /apps/:app/units", &calls);
+        assert_eq!(transactions(&calls), 1, "{calls:#?}");
+        statements_in_transaction("PUT /apps/:app/units", &calls)
+    };
+    let one = add("1");
+    let hundred = add("100");
+    assert_eq!(one, hundred, "adding 100 units vs 1");
+    // The app's row with its quota, the unit counter, the items, the units, the audit.
+    assert_eq!(one, 5);
+    let quota = app.get("/quota/web").bearer(&admin).send();
+    assert_eq!(quota.status, 200, "{}", quota.text());
+    assert_eq!(quota.json()["items"].as_array().map(Vec::len), Some(102));
+    let web = app.get("/apps/web").bearer(&token).send().json();
+    assert_eq!(web["Units"].as_array().map(Vec::len), Some(102));
+}
+
+#[test]
+fn a_registration_or_a_manifest_holds_the_write_lock_for_as_few_statements_with_many_entries() {
+    let app = e2e::app().start();
+    let admin = accounts::admin(&app);
+    let register = |email: &str, keys: Vec<String>| {
+        let keys: Vec<_> = keys.iter().map(|k| json!({ "content": k })).collect();
+        let request = app.post("/users").json(&json!({
+            "email": email,
+            "password": accounts::PASSWORD,
+            "keys": keys,
+        }));
+        statements_in_transaction("POST /users", &calls(&app, request))
+    };
+    let one = register("one@example.com", vec!["ssh-rsa ONE".into()]);
+    // 300 keys, each sent twice: kept once each, in order.
+    let keys: Vec<String> = (0..300).map(|n| format!("ssh-rsa K{n} \"q\"")).collect();
+    let twice = keys.iter().chain(&keys).cloned().collect();
+    assert_eq!(register("many@example.com", twice), one);
+    let stored = app
+        .get("/users/many@example.com/keys")
+        .bearer(&admin)
+        .send()
+        .json();
+    let stored = stored.as_object().expect("keys object");
+    assert_eq!(stored.len(), 300);
+    assert_eq!(stored["many@example.com-1"], keys[0].as_str());
+    assert_eq!(stored["many@example.com-300"], keys[299].as_str());
+
+    let create_service = |id: &str, endpoints: usize| {
+        let mut manifest = format!("id: {id}\nendpoint:\n  production: http://127.0.0.1:9/\n");
+        for n in 1..endpoints {
+            manifest.push_str(&format!("  env{n}: http://127.0.0.1:9/{n}\n"));
+        }
+        let request = app.post("/services").bearer(&admin).body(manifest);
+        statements_in_transaction("POST /services", &calls(&app, request))
+    };
+    assert_eq!(create_service("many", 300), create_service("one", 1));
+}

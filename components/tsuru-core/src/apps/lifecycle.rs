@@ -305,8 +305,12 @@ fn record_ready(
             return Err(crate::apps::records::not_found(&c.name));
         }
     }
-    let quota_item = c.units_quota.map(|_| quota::unit_item(&c.name, 0));
-    units::insert_unit(db, app_id, 0, &provisioned.units[0], quota_item.as_deref())?;
+    let first = units::NewUnit {
+        number: 0,
+        status: &provisioned.units[0],
+        quota_item: c.units_quota.map(|_| quota::unit_item(&c.name, 0)),
+    };
+    units::insert_units(db, app_id, &[first])?;
     audit::record_in(
         db,
         &c.owner.email,

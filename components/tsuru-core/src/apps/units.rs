@@ -10,7 +10,7 @@ use crate::apps::{bound_services, env, quota};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, DbError};
+use crate::runtime::db::{Db, DbError, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::upstream::provisioner;
@@ -51,17 +51,18 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
     let at_once = provisioner::is_builtin(ctx);
     // (1) In one transaction: the checks, the unit numbers and their quota items.
     let (app, numbers, env, reserved) = ctx.db()?.transaction(|db| -> ApiResult<_> {
+        let columns = format!("{}{}", env::VALUES_COLUMN, quota::APP_ROOM_COLUMNS);
         let (app, row) = load_for_with(
             db,
             ctx.param("app"),
             user,
             admin_team.as_deref(),
             Extra {
-                columns: env::VALUES_COLUMN,
+                columns: &columns,
                 params: Vec::new(),
             },
         )?;
-        let quota = match quota::app_room(db, app.id)? {
+        let quota = match quota::app_room_from(&row, APP_COLUMN_COUNT + 1) {
             Some((_, room)) if room < count => {
                 return Err(ApiError::forbidden(format!(
                     "Quota exceeded. Available: {room}. Requested: {count}."
@@ -153,17 +154,23 @@ fn record_units(
     reserved: bool,
     actor: &str,
 ) -> ApiResult<()> {
-    for (number, unit) in numbers.iter().zip(units) {
-        let item = reserved.then(|| quota::unit_item(app, *number));
-        insert_unit(db, app_id, *number, unit, item.as_deref()).map_err(|e| {
-            if e.is_foreign_key_violation() {
-                // The app was removed meanwhile; its quota went with it.
-                not_found(app)
-            } else {
-                e.into()
-            }
-        })?;
-    }
+    let new_units: Vec<NewUnit> = numbers
+        .iter()
+        .zip(units)
+        .map(|(number, status)| NewUnit {
+            number: *number,
+            status,
+            quota_item: reserved.then(|| quota::unit_item(app, *number)),
+        })
+        .collect();
+    insert_units(db, app_id, &new_units).map_err(|e| {
+        if e.is_foreign_key_violation() {
+            // The app was removed meanwhile; its quota went with it.
+            not_found(app)
+        } else {
+            e.into()
+        }
+    })?;
     let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
     audit::record_in(db, actor, "add-units", app, json!({ "units": names }));
     Ok(())
@@ -233,23 +240,35 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
-pub(crate) fn insert_unit(
-    db: &Db,
-    app_id: i64,
-    number: i64,
-    unit: &provisioner::UnitStatus,
-    quota_item: Option<&str>,
-) -> Result<(), DbError> {
+/// A unit to record: its number, what the provisioner reported, its quota item.
+pub(crate) struct NewUnit<'a> {
+    pub number: i64,
+    pub status: &'a provisioner::UnitStatus,
+    pub quota_item: Option<String>,
+}
+
+/// Records `units` of app `app_id` in one statement (callers add at most [`MAX_ADDED`]),
+/// so a request holds the write lock for the same few statements however many units it
+/// adds.
+pub(crate) fn insert_units(db: &Db, app_id: i64, units: &[NewUnit]) -> Result<(), DbError> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; units.len()].join(", ");
+    let mut values = Vec::with_capacity(units.len() * 6);
+    for unit in units {
+        values.extend([
+            Value::from(app_id),
+            Value::from(unit.number),
+            Value::from(unit.status.name.as_str()),
+            Value::from(unit.status.ip.as_str()),
+            Value::from(unit.status.state.as_str()),
+            Value::from(unit.quota_item.as_deref()),
+        ]);
+    }
     db.execute(
-        "INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES (?, ?, ?, ?, ?, ?)",
-        params![
-            app_id,
-            number,
-            unit.name.as_str(),
-            unit.ip.as_str(),
-            unit.state.as_str(),
-            quota_item
-        ],
+        &format!("INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES {rows}"),
+        &values,
     )
 }
 

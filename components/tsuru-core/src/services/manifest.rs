@@ -107,13 +107,23 @@ impl ValidManifest {
             "DELETE FROM service_endpoints WHERE service_id = ?",
             params![service_id],
         )?;
-        for (env, url) in self.manifest.endpoint.iter().flatten() {
-            db.execute(
-                "INSERT INTO service_endpoints (service_id, env, url) VALUES (?, ?, ?)",
-                params![service_id, env, url.trim()],
-            )?;
+        // One statement however many endpoints the manifest names: the write lock is
+        // held for a bounded number of statements.
+        let endpoints: Vec<(&String, &str)> = self
+            .manifest
+            .endpoint
+            .iter()
+            .flatten()
+            .map(|(env, url)| (env, url.trim()))
+            .collect();
+        if endpoints.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        db.execute(
+            "INSERT INTO service_endpoints (service_id, env, url) \
+             SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+            params![service_id, serde_json::json!(endpoints).to_string()],
+        )
     }
 
     pub fn username(&self) -> &str {
@@ -181,6 +191,53 @@ pub fn is_service_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::db::native::NativeDb;
+    use crate::runtime::schema;
+
+    #[test]
+    fn endpoints_are_stored_trimmed_and_replace_the_old_ones() {
+        let db = NativeDb::memory();
+        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        db.execute(
+            "INSERT INTO services (id, name, created_at) VALUES (7, 'db', 'now')",
+            &[],
+        )
+        .unwrap();
+        let stored = || -> Vec<String> {
+            db.query(
+                "SELECT env || '=' || url FROM service_endpoints WHERE service_id = 7 ORDER BY env",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+        };
+        let mut yaml = String::from("id: db\nendpoint:\n");
+        for n in 0..200 {
+            yaml.push_str(&format!(
+                "  env-{n:03}: ' http://h{n}.example.com/\"q\" '\n"
+            ));
+        }
+        ValidManifest::parse(yaml.as_bytes())
+            .unwrap()
+            .store_endpoints(&db, 7)
+            .unwrap();
+        let all = stored();
+        assert_eq!(all.len(), 200);
+        assert_eq!(all[5], "env-005=http://h5.example.com/\"q\"");
+        let one = "id: db\nendpoint:\n  production: http://p.example.com\n";
+        ValidManifest::parse(one.as_bytes())
+            .unwrap()
+            .store_endpoints(&db, 7)
+            .unwrap();
+        assert_eq!(stored(), ["production=http://p.example.com"]);
+        ValidManifest::parse(b"id: db\n")
+            .unwrap()
+            .store_endpoints(&db, 7)
+            .unwrap();
+        assert!(stored().is_empty());
+    }
 
     #[test]
     fn service_ids() {
