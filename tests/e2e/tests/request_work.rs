@@ -282,6 +282,44 @@ fn adding_many_units_holds_the_write_lock_for_as_few_statements_as_adding_one() 
     assert_eq!(quota.json()["items"].as_array().map(Vec::len), Some(102));
     let web = app.get("/apps/web").bearer(&token).send().json();
     assert_eq!(web["Units"].as_array().map(Vec::len), Some(102));
+
+    // Removing: one transaction per unit, the audit event in the last one.
+    for count in [1, 2] {
+        let calls = calls(
+            &app,
+            app.delete("/apps/web/units")
+                .bearer(&token)
+                .body(count.to_string()),
+        );
+        assert_minimal("DELETE /apps/:app/units", &calls);
+        assert_eq!(transactions(&calls), count, "{calls:#?}");
+        let last_commit = calls
+            .iter()
+            .rposition(|c| c == "sqlite execute COMMIT")
+            .unwrap_or(0);
+        assert!(
+            calls[last_commit..]
+                .iter()
+                .all(|c| !c.starts_with("sqlite execute INSERT")),
+            "a write after the last commit: {calls:#?}"
+        );
+    }
+    let events = rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_db.db"))
+        .and_then(|db| {
+            let mut query = db.prepare(
+                "SELECT extra FROM audit_events WHERE action = 'remove-units' ORDER BY id",
+            )?;
+            let rows = query.query_map([], |row| row.get::<_, String>(0))?;
+            rows.collect::<Result<Vec<String>, _>>()
+        })
+        .expect("read the audit events");
+    assert_eq!(
+        events,
+        [
+            r#"{"units":["web/101"]}"#,
+            r#"{"units":["web/100","web/99"]}"#
+        ]
+    );
 }
 
 #[test]

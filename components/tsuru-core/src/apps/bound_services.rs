@@ -60,6 +60,11 @@ fn for_bound_units(
     selected: impl Fn(i64) -> bool,
     each: impl Fn(&ServiceApi, &str, &str, &str),
 ) {
+    // Most apps have no bound instance: then their addresses are not read at all.
+    let apis = bound_instance_apis(ctx, app);
+    if apis.is_empty() {
+        return;
+    }
     let (app_ip, units) = match ctx.db().and_then(|db| Ok(app_addresses(db, app)?)) {
         Ok(addresses) => addresses,
         Err(e) => {
@@ -67,7 +72,7 @@ fn for_bound_units(
             return;
         }
     };
-    for (instance, api) in bound_instance_apis(ctx, app) {
+    for (instance, api) in apis {
         for (_, unit_ip) in units.iter().filter(|(number, _)| selected(*number)) {
             each(&api, &instance, &app_ip, unit_ip);
         }

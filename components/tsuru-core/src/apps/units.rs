@@ -220,23 +220,22 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
             ApiError::bad_gateway(format!("Failed to remove the unit {name}: {reason}"))
         })?;
         bound_services::unbind_unit(ctx, app.id, number);
+        removed.push(name);
+        let last = removed.len() == count;
         ctx.db()?.transaction(|db| -> ApiResult<()> {
             db.execute(
                 "DELETE FROM units WHERE app_id = ? AND number = ?",
                 params![app.id, number],
             )?;
             quota::release(db, app.id, &[quota::unit_item(&app.name, number)])?;
+            // The event goes with the last removal: one commit, one wait for the lock.
+            if last {
+                let extra = json!({ "units": removed });
+                audit::record_in(db, &email, "remove-units", &app.name, extra);
+            }
             Ok(())
         })?;
-        removed.push(name);
     }
-    audit::record_as(
-        ctx,
-        &email,
-        "remove-units",
-        &app.name,
-        json!({"units": removed}),
-    );
     Ok(Response::empty())
 }
 
