@@ -42,23 +42,28 @@ pub fn add(ctx: &mut Ctx) -> ApiResult<Response> {
     if !is_platform_name(&name) {
         return Err(ApiError::bad_request("Invalid platform name"));
     }
-    let inserted = ctx.db()?.write(
-        "INSERT INTO platforms (name) VALUES (?)",
-        params![name.as_str()],
-    );
-    match inserted {
-        Err(e) if e.is_unique_violation() => {
-            return Err(ApiError::conflict("Platform already exists"))
+    let actor = audit::actor(ctx.caller.as_ref());
+    ctx.db()?.transaction(|db| -> ApiResult<()> {
+        let inserted = db.execute(
+            "INSERT INTO platforms (name) VALUES (?)",
+            params![name.as_str()],
+        );
+        match inserted {
+            Err(e) if e.is_unique_violation() => {
+                return Err(ApiError::conflict("Platform already exists"))
+            }
+            other => other?,
         }
-        other => drop(other?),
-    }
-    audit::record(ctx, "create-platform", &name, json!({}));
+        audit::record_in(db, &actor, "create-platform", &name, json!({}));
+        Ok(())
+    })?;
     Ok(Response::empty())
 }
 
 /// `DELETE /platforms/:platform`
 pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     let name = ctx.param("platform").to_string();
+    let actor = audit::actor(ctx.caller.as_ref());
     ctx.db()?.transaction(|db| -> ApiResult<()> {
         if !db.exists(
             "SELECT 1 FROM platforms WHERE name = ?",
@@ -78,9 +83,9 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
             "DELETE FROM platforms WHERE name = ?",
             params![name.as_str()],
         )?;
+        audit::record_in(db, &actor, "remove-platform", &name, json!({}));
         Ok(())
     })?;
-    audit::record(ctx, "remove-platform", &name, json!({}));
     Ok(Response::empty())
 }
 

@@ -304,15 +304,11 @@ fn adding_many_units_holds_the_write_lock_for_as_few_statements_as_adding_one() 
             "a write after the last commit: {calls:#?}"
         );
     }
-    let events = rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_db.db"))
-        .and_then(|db| {
-            let mut query = db.prepare(
-                "SELECT extra FROM audit_events WHERE action = 'remove-units' ORDER BY id",
-            )?;
-            let rows = query.query_map([], |row| row.get::<_, String>(0))?;
-            rows.collect::<Result<Vec<String>, _>>()
-        })
-        .expect("read the audit events");
+    let events: Vec<String> = audit_events(&app)
+        .into_iter()
+        .filter(|(action, _)| action == "remove-units")
+        .map(|(_, extra)| extra)
+        .collect();
     assert_eq!(
         events,
         [
@@ -359,4 +355,178 @@ fn a_registration_or_a_manifest_holds_the_write_lock_for_as_few_statements_with_
         statements_in_transaction("POST /services", &calls(&app, request))
     };
     assert_eq!(create_service("many", 300), create_service("one", 1));
+}
+
+/// The commits `calls` makes: its `COMMIT`s, and every write run outside a transaction
+/// (SQLite commits it on its own). Each is one wait for the write lock, and one sync.
+fn commits(calls: &[String]) -> usize {
+    let mut in_transaction = false;
+    let mut commits = 0;
+    for call in calls {
+        let Some(sql) = call.strip_prefix("sqlite execute ") else {
+            continue;
+        };
+        let first = sql.split_whitespace().next().unwrap_or_default();
+        match first {
+            "BEGIN" => in_transaction = true,
+            "COMMIT" => {
+                in_transaction = false;
+                commits += 1;
+            }
+            "ROLLBACK" => in_transaction = false,
+            "INSERT" | "UPDATE" | "DELETE" | "REPLACE" if !in_transaction => commits += 1,
+            _ => {}
+        }
+    }
+    commits
+}
+
+#[test]
+fn a_write_request_commits_once_when_no_outside_system_comes_between() {
+    let app = e2e::app().start();
+    let admin = accounts::admin(&app);
+    let token = accounts::user(&app, "u@example.com");
+    accounts::user(&app, "v@example.com");
+    let leaving = accounts::user(&app, "x@example.com");
+    accounts::team(&app, &token, "backend");
+    for name in ["web", "worker"] {
+        apps::create_app(&app, &token, name);
+    }
+    e2e::services::create_service(&app, &admin, "db", "http://127.0.0.1:9/");
+    let manifest = e2e::services::manifest("db", "http://127.0.0.1:9/v2");
+    let writes = [
+        (
+            "POST /platforms",
+            app.post("/platforms")
+                .bearer(&admin)
+                .json(&json!({"name": "ruby"})),
+        ),
+        (
+            "DELETE /platforms/:platform",
+            app.delete("/platforms/ruby").bearer(&admin),
+        ),
+        (
+            "PUT /teams/:team/:user",
+            app.put("/teams/backend/v@example.com").bearer(&token),
+        ),
+        (
+            "DELETE /teams/:team/:user",
+            app.delete("/teams/backend/v@example.com").bearer(&token),
+        ),
+        (
+            "POST /tokens",
+            app.post("/tokens")
+                .bearer(&admin)
+                .json(&json!({"client": "web", "export": true})),
+        ),
+        (
+            "POST /users",
+            app.post("/users")
+                .json(&json!({"email": "w@example.com", "password": accounts::PASSWORD})),
+        ),
+        (
+            "POST /users/keys",
+            app.post("/users/keys")
+                .bearer(&token)
+                .json(&json!({"key": "ssh-rsa K"})),
+        ),
+        (
+            "DELETE /users/keys",
+            app.delete("/users/keys")
+                .bearer(&token)
+                .json(&json!({"key": "ssh-rsa K"})),
+        ),
+        (
+            "PUT /swap",
+            app.put("/swap?app1=web&app2=worker").bearer(&token),
+        ),
+        (
+            "POST /apps/:app/restart",
+            app.post("/apps/web/restart").bearer(&token),
+        ),
+        (
+            "PUT /apps/:app/units",
+            app.put("/apps/web/units").bearer(&token).body("1"),
+        ),
+        (
+            "DELETE /apps/:app/units",
+            app.delete("/apps/web/units").bearer(&token).body("1"),
+        ),
+        (
+            "DELETE /apps/:app/cname",
+            app.delete("/apps/web/cname").bearer(&token),
+        ),
+        (
+            "PUT /services",
+            app.put("/services").bearer(&admin).body(manifest),
+        ),
+        (
+            "PUT /services/:service/doc",
+            app.put("/services/db/doc").bearer(&admin).body("the docs"),
+        ),
+        (
+            "PUT /services/:service/:team",
+            app.put("/services/db/backend").bearer(&admin),
+        ),
+        (
+            "DELETE /services/:service/:team",
+            app.delete("/services/db/backend").bearer(&admin),
+        ),
+        (
+            "DELETE /services/:service",
+            app.delete("/services/db").bearer(&admin),
+        ),
+        (
+            "PUT /users/password",
+            app.put("/users/password")
+                .bearer(&token)
+                .json(&json!({"old": accounts::PASSWORD, "new": "654321"})),
+        ),
+        (
+            "DELETE /apps/:app",
+            app.delete("/apps/worker").bearer(&token),
+        ),
+        ("DELETE /users", app.delete("/users").bearer(&leaving)),
+    ];
+    let mut failures = Vec::new();
+    for (route, request) in writes {
+        let calls = calls(&app, request);
+        if commits(&calls) != 1 {
+            failures.push(format!("{route}: {} commits: {calls:#?}", commits(&calls)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Each of those routes still recorded its event, once.
+    let recorded: Vec<String> = audit_events(&app).into_iter().map(|(a, _)| a).collect();
+    for action in [
+        "create-platform",
+        "remove-platform",
+        "add-user-to-team",
+        "remove-user-from-team",
+        "create-token",
+        "add-key",
+        "remove-key",
+        "swap",
+        "add-units",
+        "remove-units",
+        "change-password",
+        "remove-user",
+    ] {
+        let times = recorded.iter().filter(|a| *a == action).count();
+        assert_eq!(times, 1, "{action} in {recorded:?}");
+    }
+    // w@example.com's registration, after the set-up's four.
+    let registrations = recorded.iter().filter(|a| *a == "create-user").count();
+    assert_eq!(registrations, 5, "{recorded:?}");
+}
+
+/// Every audit event's action and extra, oldest first (the audit trail has no route).
+fn audit_events(app: &App) -> Vec<(String, String)> {
+    rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_db.db"))
+        .and_then(|db| {
+            let mut query = db.prepare("SELECT action, extra FROM audit_events ORDER BY id")?;
+            let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .expect("read the audit events")
 }

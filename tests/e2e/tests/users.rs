@@ -873,3 +873,51 @@ fn own_account_routes_need_a_user_token() {
     );
     assert_eq!(app.delete("/users").bearer(&loner).send().status, 200);
 }
+
+#[test]
+fn of_two_racing_password_changes_from_one_old_password_exactly_one_wins() {
+    let app = app().start();
+    admin(&app);
+    let tokens = [
+        user(&app, "bob@example.com"),
+        login(&app, "bob@example.com"),
+    ];
+    let change = |token: &str, new: &str| {
+        app.put("/users/password")
+            .bearer(token)
+            .json(&json!({"old": PASSWORD, "new": new}))
+    };
+    // Both check the old password (slow hashing) before either writes.
+    let answers = e2e::races::race(vec![
+        e2e::races::side("to 111111", [change(&tokens[0], "111111")]),
+        e2e::races::side("to 222222", [change(&tokens[1], "222222")]),
+    ]);
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.statuses()[0]).collect();
+    let winner = if statuses[0] == 200 {
+        "111111"
+    } else {
+        "222222"
+    };
+    statuses.sort();
+    assert_eq!(statuses, [200, 403], "{answers:#?}");
+    let loser = answers
+        .iter()
+        .find(|a| a.statuses()[0] == 403)
+        .expect("a loser");
+    loser.responses[0].assert_is(
+        403,
+        "The given password didn't match the user's current password.\n",
+    );
+    for (password, status) in [(winner, 200), (PASSWORD, 401)] {
+        let resp = app
+            .post("/users/bob@example.com/tokens")
+            .json(&json!({ "password": password }))
+            .send();
+        assert_eq!(
+            resp.status,
+            status,
+            "login with {password}: {}",
+            resp.text()
+        );
+    }
+}

@@ -4,6 +4,7 @@ use crate::identity::tokens::{self, APP_TOKEN_SECONDS};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
+use crate::runtime::db::DbResult;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::time::rfc3339;
@@ -31,24 +32,27 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         )?
         .map(|r| r.int(0));
     let (token, record) = tokens::issue_app_token(ctx.kv()?, &client, app_id)?;
-    if let (true, Some(app_id)) = (body.export.unwrap_or(false), app_id) {
-        // By id: an app removed meanwhile gets nothing, and neither does a namesake.
-        let exported = db.write(
-            "INSERT OR REPLACE INTO env_vars (app_id, name, value, public, instance_id) \
-             SELECT id, 'TSURU_APP_TOKEN', ?, 0, NULL FROM apps WHERE id = ?",
-            params![token.as_str(), app_id],
-        );
+    let export = body.export.unwrap_or(false);
+    let event = json!({ "export": export });
+    if let (true, Some(app_id)) = (export, app_id) {
+        let actor = audit::actor(ctx.caller.as_ref());
+        let exported = db.transaction(|db| -> DbResult<()> {
+            // By id: an app removed meanwhile gets nothing, and neither does a namesake.
+            db.execute(
+                "INSERT OR REPLACE INTO env_vars (app_id, name, value, public, instance_id) \
+                 SELECT id, 'TSURU_APP_TOKEN', ?, 0, NULL FROM apps WHERE id = ?",
+                params![token.as_str(), app_id],
+            )?;
+            audit::record_in(db, &actor, "create-token", &client, event);
+            Ok(())
+        });
         if let Err(e) = exported {
             tokens::delete_token(ctx.kv()?, &token)?;
             return Err(e.into());
         }
+    } else {
+        audit::record(ctx, "create-token", &client, event);
     }
-    audit::record(
-        ctx,
-        "create-token",
-        &client,
-        json!({ "export": body.export.unwrap_or(false) }),
-    );
     Ok(Response::json(&json!({
         "Token": token,
         "Creation": rfc3339(record.creation),

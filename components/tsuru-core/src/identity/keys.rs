@@ -5,6 +5,7 @@ use crate::identity::users::user_not_found;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
+use crate::runtime::db::Db;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::upstream::gandalf;
@@ -41,36 +42,23 @@ pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
     )? {
         return Err(duplicate());
     }
-    // Numbers come from a counter that is never rolled back, so names are never reused.
-    let number = db
-        .write_opt(
-            "UPDATE users SET next_key = next_key + 1 WHERE id = ? RETURNING next_key - 1",
-            params![user_id],
-        )?
-        .ok_or_else(ApiError::invalid_token)?
-        .int(0);
-    let name = format!("{email}-{number}");
+    if !gandalf::is_configured(ctx) {
+        // No git server to tell the name first: the number and the key commit together.
+        db.transaction(|db| {
+            let name = next_key_name(db, user_id, &email)?;
+            store_key(db, user_id, &email, &name, &content)
+        })?;
+        return Ok(Response::empty());
+    }
+    // The number is committed before the git server hears the name, so that a name
+    // is never reused.
+    let name = next_key_name(db, user_id, &email)?;
     gandalf::add_key(ctx, &email, &name, &content).map_err(|reason| {
         ApiError::bad_gateway(format!("Failed to add key to git server: {reason}"))
     })?;
-    let stored = ctx.db()?.transaction(|db| -> ApiResult<()> {
-        db.execute(
-            "INSERT INTO user_keys (user_id, name, content) VALUES (?, ?, ?)",
-            params![user_id, name.as_str(), content.as_str()],
-        )
-        .map_err(|e| {
-            if e.is_unique_violation() {
-                duplicate()
-            } else if e.is_foreign_key_violation() {
-                // The account was removed meanwhile.
-                ApiError::invalid_token()
-            } else {
-                e.into()
-            }
-        })?;
-        audit::record_in(db, &email, "add-key", &email, json!({ "name": name }));
-        Ok(())
-    });
+    let stored = ctx
+        .db()?
+        .transaction(|db| store_key(db, user_id, &email, &name, &content));
     if let Err(e) = stored {
         if let Err(undo) = gandalf::remove_key(ctx, &email, &name) {
             eprintln!("undo of a key upload failed: {undo}");
@@ -78,6 +66,38 @@ pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(e);
     }
     Ok(Response::empty())
+}
+
+/// The next key name of the user, `<email>-<n>`, from a counter that never goes back.
+fn next_key_name(db: &Db, user_id: i64, email: &str) -> ApiResult<String> {
+    let number = db
+        .write_opt(
+            "UPDATE users SET next_key = next_key + 1 WHERE id = ? RETURNING next_key - 1",
+            params![user_id],
+        )?
+        .ok_or_else(ApiError::invalid_token)?
+        .int(0);
+    Ok(format!("{email}-{number}"))
+}
+
+/// Stores the key and its audit event.
+fn store_key(db: &Db, user_id: i64, email: &str, name: &str, content: &str) -> ApiResult<()> {
+    db.execute(
+        "INSERT INTO user_keys (user_id, name, content) VALUES (?, ?, ?)",
+        params![user_id, name, content],
+    )
+    .map_err(|e| {
+        if e.is_unique_violation() {
+            duplicate()
+        } else if e.is_foreign_key_violation() {
+            // The account was removed meanwhile.
+            ApiError::invalid_token()
+        } else {
+            e.into()
+        }
+    })?;
+    audit::record_in(db, email, "add-key", email, json!({ "name": name }));
+    Ok(())
 }
 
 /// `DELETE /users/keys`

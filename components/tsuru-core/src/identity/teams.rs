@@ -226,6 +226,11 @@ fn team_apps(db: &Db, team_id: i64) -> ApiResult<Vec<String>> {
 /// `PUT /teams/:team/:user`
 pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
     let (team, email) = (ctx.param("team").to_string(), ctx.param("user").to_string());
+    let (with_git, actor) = (
+        gandalf::is_configured(ctx),
+        audit::actor(ctx.caller.as_ref()),
+    );
+    let event = json!({ "user": email });
     let (change, apps) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let change = member_change(
             db,
@@ -244,7 +249,15 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
             "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
             params![change.team_id, change.user_id],
         )?;
-        let apps = team_apps(db, change.team_id)?;
+        // The repositories the git server must open to the new member.
+        let apps = match with_git {
+            true => team_apps(db, change.team_id)?,
+            false => Vec::new(),
+        };
+        if apps.is_empty() {
+            // Nothing to tell the git server: the event commits with the change.
+            audit::record_in(db, &actor, "add-user-to-team", &team, event.clone());
+        }
         Ok((change, apps))
     })?;
     if !apps.is_empty() {
@@ -257,14 +270,19 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
                 "Failed to grant access to git repositories: {reason}"
             )));
         }
+        audit::record(ctx, "add-user-to-team", &team, event);
     }
-    audit::record(ctx, "add-user-to-team", &team, json!({ "user": email }));
     Ok(Response::empty())
 }
 
 /// `DELETE /teams/:team/:user`
 pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
     let (team, email) = (ctx.param("team").to_string(), ctx.param("user").to_string());
+    let (with_git, actor) = (
+        gandalf::is_configured(ctx),
+        audit::actor(ctx.caller.as_ref()),
+    );
+    let event = json!({ "user": email });
     let (change, lost) = ctx.db()?.transaction(|db| -> ApiResult<_> {
         let change = member_change(
             db,
@@ -288,17 +306,26 @@ pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
             "DELETE FROM team_members WHERE team_id = ? AND user_id = ?",
             params![change.team_id, change.user_id],
         )?;
-        // Revoke only the apps the user no longer reaches through another team.
-        let lost: Vec<String> = db
-            .query(
-                "SELECT a.name FROM app_teams x JOIN apps a ON a.id = x.app_id WHERE x.team_id = ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM app_teams o JOIN team_members m ON m.team_id = o.team_id \
-                 WHERE o.app_id = x.app_id AND m.user_id = ?2) ORDER BY a.name",
-                params![change.team_id, change.user_id],
-            )?
-            .iter()
-            .map(|r| r.text(0))
-            .collect();
+        // The repositories the git server must close to the user: those of the apps it
+        // no longer reaches through another team.
+        let lost: Vec<String> = match with_git {
+            true => db
+                .query(
+                    "SELECT a.name FROM app_teams x JOIN apps a ON a.id = x.app_id \
+                     WHERE x.team_id = ?1 AND NOT EXISTS (SELECT 1 FROM app_teams o \
+                     JOIN team_members m ON m.team_id = o.team_id \
+                     WHERE o.app_id = x.app_id AND m.user_id = ?2) ORDER BY a.name",
+                    params![change.team_id, change.user_id],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect(),
+            false => Vec::new(),
+        };
+        if lost.is_empty() {
+            // Nothing to tell the git server: the event commits with the change.
+            audit::record_in(db, &actor, "remove-user-from-team", &team, event.clone());
+        }
         Ok((change, lost))
     })?;
     if !lost.is_empty() {
@@ -314,13 +341,8 @@ pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
                 "Failed to revoke access from git repositories: {reason}"
             )));
         }
+        audit::record(ctx, "remove-user-from-team", &team, event);
     }
-    audit::record(
-        ctx,
-        "remove-user-from-team",
-        &team,
-        json!({ "user": email }),
-    );
     Ok(Response::empty())
 }
 

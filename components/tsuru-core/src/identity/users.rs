@@ -127,7 +127,18 @@ pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
         admin_team: ctx.config.admin_team(),
         admin_email: ctx.config.admin_email(),
     };
-    let (id, admin_team_id) = db.transaction(|db| insert_user(db, &user))?;
+    let with_git = gandalf::is_configured(ctx);
+    let (id, admin_team_id) = db.transaction(|db| -> ApiResult<_> {
+        let created = insert_user(db, &user)?;
+        if !with_git {
+            // No git server to call: the event commits with the account.
+            audit::record_in(db, &email, "create-user", &email, json!({}));
+        }
+        Ok(created)
+    })?;
+    if !with_git {
+        return Ok(Response::empty());
+    }
     if let Err(reason) = gandalf::create_user(ctx, &email, &user.keys) {
         ctx.db()?.transaction(|db| -> ApiResult<()> {
             db.execute("DELETE FROM users WHERE id = ?", params![id])?;
@@ -231,30 +242,39 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
             params![user_id],
         )?
         .ok_or_else(ApiError::invalid_token)?;
+    let mismatch =
+        || ApiError::forbidden("The given password didn't match the user's current password.");
     if !is_valid_password(&old) || !passwords::verify(&old, &current.text(0)) {
-        return Err(ApiError::forbidden(
-            "The given password didn't match the user's current password.",
-        ));
+        return Err(mismatch());
     }
     if !is_valid_password(&new) {
         return Err(ApiError::bad_request(PASSWORD_MESSAGE));
     }
     let hash = passwords::hash(&new)?;
-    let epoch = db
-        .write_opt(
-            "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 WHERE id = ? \
-             RETURNING token_epoch",
-            params![hash.as_str(), user_id],
-        )?
-        .ok_or_else(ApiError::invalid_token)?
-        .int(0);
+    let email = ctx.user()?.email.clone();
+    let epoch = db.transaction(|db| -> ApiResult<i64> {
+        // Only over the hash the old password was checked against: a change made
+        // meanwhile wins, and this one is refused as a wrong old password.
+        let changed = db.query_opt(
+            "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1 \
+             WHERE id = ? AND password_hash = ? RETURNING token_epoch",
+            params![hash.as_str(), user_id, current.text(0)],
+        )?;
+        let Some(changed) = changed else {
+            return match db.exists("SELECT 1 FROM users WHERE id = ?", params![user_id])? {
+                true => Err(mismatch()),
+                false => Err(ApiError::invalid_token()),
+            };
+        };
+        audit::record_in(db, &email, "change-password", &email, json!({}));
+        Ok(changed.int(0))
+    })?;
     // Every other token is revoked by the new epoch; the caller's own token is carried
     // over so the caller stays logged in (API.md 1.3, 4.2).
     let presented = access::bearer_token(ctx.req.header("authorization"))?.to_string();
     let kv = ctx.kv()?;
     tokens::carry_token_to_epoch(kv, &presented, epoch)?;
     tokens::delete_user_token_records(kv, user_id, Some(&sha256_hex(presented.as_bytes())))?;
-    audit::record(ctx, "change-password", &ctx.user()?.email, json!({}));
     Ok(Response::empty())
 }
 
