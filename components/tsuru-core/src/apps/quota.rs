@@ -5,7 +5,7 @@
 //! overbook; a quota goes with its user or app (foreign keys).
 
 use crate::params;
-use crate::runtime::db::{Db, DbResult, Row};
+use crate::runtime::db::{Db, DbResult, Row, Value};
 
 /// Room left in the app quota of the user whose id is `user` (an SQL expression), apps
 /// matching `not_counted` left out, as a column to select (NULL: no quota, unlimited).
@@ -54,16 +54,19 @@ pub fn create_for_app(db: &Db, app_id: i64, limit: i64, items: &[String]) -> DbR
 /// Counts `items` against quota `quota`, in one statement however many there are (a
 /// write lock is held for a bounded number of statements).
 pub fn reserve(db: &Db, quota: i64, items: &[String]) -> DbResult<()> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    db.execute(
-        "INSERT OR IGNORE INTO quota_items (quota_id, item) SELECT ?, value FROM json_each(?)",
-        params![quota, json_list(items)],
+    let values: Vec<Value> = items
+        .iter()
+        .flat_map(|item| [Value::from(quota), Value::from(item)])
+        .collect();
+    db.insert_rows(
+        "INSERT OR IGNORE INTO quota_items (quota_id, item) VALUES",
+        2,
+        &values,
     )
 }
 
-/// Releases `items` from the app's quota, if it has one, in one statement.
+/// Releases `items` from the app's quota, if it has one, in one statement (items are
+/// `<app>-<n>`, plain text a JSON array carries unchanged).
 pub fn release(db: &Db, app_id: i64, items: &[String]) -> DbResult<()> {
     if items.is_empty() {
         return Ok(());

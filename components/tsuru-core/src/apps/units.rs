@@ -246,14 +246,9 @@ pub(crate) struct NewUnit<'a> {
     pub quota_item: Option<String>,
 }
 
-/// Records `units` of app `app_id` in one statement (callers add at most [`MAX_ADDED`]),
-/// so a request holds the write lock for the same few statements however many units it
-/// adds.
+/// Records `units` of app `app_id` in one statement, so a request holds the write lock
+/// for the same few statements however many units it adds.
 pub(crate) fn insert_units(db: &Db, app_id: i64, units: &[NewUnit]) -> Result<(), DbError> {
-    if units.is_empty() {
-        return Ok(());
-    }
-    let rows = vec!["(?, ?, ?, ?, ?, ?)"; units.len()].join(", ");
     let mut values = Vec::with_capacity(units.len() * 6);
     for unit in units {
         values.extend([
@@ -265,8 +260,9 @@ pub(crate) fn insert_units(db: &Db, app_id: i64, units: &[NewUnit]) -> Result<()
             Value::from(unit.quota_item.as_deref()),
         ]);
     }
-    db.execute(
-        &format!("INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES {rows}"),
+    db.insert_rows(
+        "INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES",
+        6,
         &values,
     )
 }

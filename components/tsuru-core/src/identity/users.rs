@@ -10,7 +10,7 @@ use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::{Db, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::router::{Access, TokenUse};
@@ -184,15 +184,18 @@ fn insert_user(db: &Db, user: &NewUser) -> ApiResult<(i64, Option<i64>)> {
             params![id, limit],
         )?;
     }
-    // One statement however many keys the body holds: the write lock is held for a
+    // A few statements however many keys the body holds: the write lock is held for a
     // bounded number of statements (the registration is unauthenticated).
-    if !user.keys.is_empty() {
-        db.execute(
-            "INSERT INTO user_keys (user_id, name, content) \
-             SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-            params![id, json!(user.keys).to_string()],
-        )?;
-    }
+    let keys: Vec<Value> = user
+        .keys
+        .iter()
+        .flat_map(|(name, content)| [Value::from(id), Value::from(name), Value::from(content)])
+        .collect();
+    db.insert_rows(
+        "INSERT INTO user_keys (user_id, name, content) VALUES",
+        3,
+        &keys,
+    )?;
     let Some(team) = &user.admin_team else {
         return Ok((id, None));
     };

@@ -4,7 +4,7 @@
 //! gigabytes); and its endpoints are plain `http(s)` URLs on allowed hosts (8.3).
 
 use crate::params;
-use crate::runtime::db::{Db, DbResult};
+use crate::runtime::db::{Db, DbResult, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::upstream::service_api;
 use serde::Deserialize;
@@ -109,20 +109,23 @@ impl ValidManifest {
         )?;
         // One statement however many endpoints the manifest names: the write lock is
         // held for a bounded number of statements.
-        let endpoints: Vec<(&String, &str)> = self
+        let endpoints: Vec<Value> = self
             .manifest
             .endpoint
             .iter()
             .flatten()
-            .map(|(env, url)| (env, url.trim()))
+            .flat_map(|(env, url)| {
+                [
+                    Value::from(service_id),
+                    Value::from(env),
+                    Value::from(url.trim()),
+                ]
+            })
             .collect();
-        if endpoints.is_empty() {
-            return Ok(());
-        }
-        db.execute(
-            "INSERT INTO service_endpoints (service_id, env, url) \
-             SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-            params![service_id, serde_json::json!(endpoints).to_string()],
+        db.insert_rows(
+            "INSERT INTO service_endpoints (service_id, env, url) VALUES",
+            3,
+            &endpoints,
         )
     }
 
