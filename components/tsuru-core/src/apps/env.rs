@@ -77,27 +77,25 @@ pub fn set_private(
     variables: &[(&str, &str)],
     instance: Option<i64>,
 ) -> DbResult<()> {
-    for batch in variables.chunks(WRITE_BATCH) {
-        let rows = vec!["(?, ?, ?, 0, ?)"; batch.len()].join(", ");
-        let mut values = Vec::with_capacity(batch.len() * 4);
-        for (name, value) in batch {
-            values.extend([
+    let values: Vec<Value> = variables
+        .iter()
+        .flat_map(|(name, value)| {
+            [
                 Value::from(app_id),
                 Value::from(*name),
                 Value::from(*value),
+                Value::from(false),
                 Value::from(instance),
-            ]);
-        }
-        db.execute(
-            &format!(
-                "INSERT INTO env_vars (app_id, name, value, public, instance_id) VALUES {rows} \
-                 ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value, public = 0, \
-                 instance_id = excluded.instance_id"
-            ),
-            &values,
-        )?;
-    }
-    Ok(())
+            ]
+        })
+        .collect();
+    db.insert_rows(
+        "INSERT INTO env_vars (app_id, name, value, public, instance_id) VALUES",
+        5,
+        &values,
+        "ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value, public = 0, \
+         instance_id = excluded.instance_id",
+    )
 }
 
 /// Stores public variables in the app of `target`, whose insert checks it, except

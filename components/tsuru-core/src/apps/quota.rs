@@ -62,6 +62,7 @@ pub fn reserve(db: &Db, quota: i64, items: &[String]) -> DbResult<()> {
         "INSERT OR IGNORE INTO quota_items (quota_id, item) VALUES",
         2,
         &values,
+        "",
     )
 }
 
@@ -91,7 +92,6 @@ pub fn unit_item(app: &str, number: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
     fn app_room(db: &Db, app_id: i64) -> DbResult<Option<(i64, i64)>> {
@@ -104,8 +104,7 @@ mod tests {
 
     #[test]
     fn room_counts_items_and_never_goes_negative() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        let db = schema::test_db_with_apps(&[]);
         db.execute(
             "INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'a@b.com', 'h', 'now')",
             &[],

@@ -264,6 +264,7 @@ pub(crate) fn insert_units(db: &Db, app_id: i64, units: &[NewUnit]) -> Result<()
         "INSERT INTO units (app_id, number, name, ip, state, quota_item) VALUES",
         6,
         &values,
+        "",
     )
 }
 

@@ -195,6 +195,7 @@ fn insert_user(db: &Db, user: &NewUser) -> ApiResult<(i64, Option<i64>)> {
         "INSERT INTO user_keys (user_id, name, content) VALUES",
         3,
         &keys,
+        "",
     )?;
     let Some(team) = &user.admin_team else {
         return Ok((id, None));

@@ -360,16 +360,22 @@ impl Db {
     }
 
     /// Inserts rows of `width` values each (`values`, row after row) with `insert`, the
-    /// statement up to its `VALUES`: as few statements as SQLite's limit on bound values
-    /// allows, one for any request this API accepts. The values are bound, never spliced
-    /// in (JSON would be shorter, but libSQL's SQLite 3.44 cuts a `json_each` string at
-    /// an escaped NUL).
-    pub fn insert_rows(&self, insert: &str, width: usize, values: &[Value]) -> DbResult<()> {
+    /// statement up to its `VALUES`, and `on_conflict` after the rows (or `""`): as few
+    /// statements as SQLite's limit on bound values allows, one for any request this API
+    /// accepts. The values are bound, never spliced in (JSON would be shorter, but
+    /// libSQL's SQLite 3.44 cuts a `json_each` string at an escaped NUL).
+    pub fn insert_rows(
+        &self,
+        insert: &str,
+        width: usize,
+        values: &[Value],
+        on_conflict: &str,
+    ) -> DbResult<()> {
         let width = width.max(1);
         let row = format!("({})", vec!["?"; width].join(", "));
         for chunk in values.chunks(MAX_BOUND_VALUES / width * width) {
             let rows = vec![row.as_str(); chunk.len() / width].join(", ");
-            self.execute(&format!("{insert} {rows}"), chunk)?;
+            self.execute(&format!("{insert} {rows} {on_conflict}"), chunk)?;
         }
         Ok(())
     }
@@ -604,9 +610,9 @@ mod tests {
             .flat_map(|n| [Value::from(n), Value::from(format!("a\0b'\"{n}"))])
             .collect();
         sent.borrow_mut().clear();
-        db.insert_rows("INSERT INTO t (n, s) VALUES", 2, &values)
+        db.insert_rows("INSERT INTO t (n, s) VALUES", 2, &values, "")
             .unwrap();
-        db.insert_rows("INSERT INTO t (n, s) VALUES", 2, &[])
+        db.insert_rows("INSERT INTO t (n, s) VALUES", 2, &[], "")
             .unwrap();
         assert_eq!(
             sent.borrow().len(),

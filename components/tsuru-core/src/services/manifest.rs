@@ -126,6 +126,7 @@ impl ValidManifest {
             "INSERT INTO service_endpoints (service_id, env, url) VALUES",
             3,
             &endpoints,
+            "",
         )
     }
 
@@ -194,13 +195,11 @@ pub fn is_service_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::db::native::NativeDb;
     use crate::runtime::schema;
 
     #[test]
     fn endpoints_are_stored_trimmed_and_replace_the_old_ones() {
-        let db = NativeDb::memory();
-        schema::migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        let db = schema::test_db_with_apps(&[]);
         db.execute(
             "INSERT INTO services (id, name, created_at) VALUES (7, 'db', 'now')",
             &[],
