@@ -4,18 +4,19 @@
 //! during a call (a remote database drops one left idle).
 
 use crate::apps::records::{load_for_user, repository_url};
-use crate::apps::{bound_services, env, quota, units};
+use crate::apps::{bound_services, quota, units};
 use crate::identity::tokens;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::User;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::{Db, Procedure, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::secrets::new_token;
 use crate::runtime::time::{now_rfc3339, now_unix};
-use crate::upstream::{gandalf, provisioner};
+use crate::upstream::gandalf;
+use crate::upstream::provisioner::{self, UnitStatus};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -51,7 +52,8 @@ struct Creation<'a> {
 }
 
 impl Creation<'_> {
-    /// The private variables every app starts with.
+    /// The private variables every app starts with, as the provisioner gets them;
+    /// [`APP_CREATION`] stores the same three.
     fn variables(&self) -> [(&str, &str); 3] {
         [
             ("TSURU_APPNAME", self.name.as_str()),
@@ -100,27 +102,18 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         owner: user,
     };
     // With no outside system to wait for (no Gandalf, the built-in provisioner), the
-    // creation is one transaction; otherwise the app is reserved first, as `pending`.
+    // app is created ready, its first unit started; otherwise it is reserved first, as
+    // `pending`, and made ready once the outside systems have done their part.
     let with_git = gandalf::is_configured(ctx);
     let at_once = provisioner::is_builtin(ctx) && !with_git;
-    let (app_id, members) = ctx.db()?.transaction(|db| -> ApiResult<_> {
-        let app_id = insert_app(db, &creation, at_once)?;
-        insert_app_parts(db, &creation, app_id)?;
-        if at_once {
-            let units = provisioner::started(&[first_unit(&creation.name)]);
-            let built_in = provisioner::Provisioned {
-                ip: String::new(),
-                units,
-            };
-            record_ready(db, &creation, app_id, &built_in, false)?;
-        }
-        let members = if with_git {
-            repository_users(db, app_id)?
-        } else {
-            Vec::new()
-        };
-        Ok((app_id, members))
-    })?;
+    let started = provisioner::started(&[first_unit(&creation.name)]);
+    let db = ctx.db()?;
+    let app_id = insert_app(db, &creation, started.first().filter(|_| at_once))?;
+    let members = if with_git {
+        repository_users(db, app_id)?
+    } else {
+        Vec::new()
+    };
     let mut repository_created = false;
     let done = tokens::store_app_token(ctx.kv()?, &creation.token, &creation.name, Some(app_id))
         .and_then(|_| match at_once {
@@ -141,15 +134,50 @@ fn creation_failed(app: &str, why: &str) -> String {
     format!("Tsuru failed to create the app \"{app}\": {why}")
 }
 
-/// Side effect 1 of `POST /apps`, with checks 5–7 inside the transaction so that
-/// concurrent creations see each other: the app's row (`ready` when `ready`, else
-/// `pending`). Returns its id.
+/// A new app: its row, its owner's teams, its unit quota (when `units_limit` is set) with
+/// its first unit's item counted, its three private variables ([`Creation::variables`]),
+/// its first unit (when `unit_name` is set) and the `create-app` event (when `action` is
+/// set).
+const APP_CREATION: Procedure = Procedure {
+    view: "CREATE TEMP VIEW IF NOT EXISTS app_creations (name, platform, owner_id, owner, \
+           state, created_at, created_unix, units_limit, quota_item, tsuru_host, app_token, \
+           unit_name, unit_ip, unit_state, date, actor, action, extra) AS \
+           SELECT '', '', 0, '', '', '', 0, 0, '', '', '', '', '', '', '', '', '', '' WHERE 0",
+    trigger: "CREATE TEMP TRIGGER IF NOT EXISTS app_creation INSTEAD OF INSERT ON app_creations \
+     BEGIN \
+     INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
+     created_unix) VALUES (NEW.name, NEW.platform, NEW.owner, NEW.owner_id, NEW.state, 1, \
+     NEW.created_at, NEW.created_unix); \
+     INSERT INTO app_teams (app_id, team_id) SELECT a.id, m.team_id \
+     FROM apps a, team_members m WHERE a.name = NEW.name AND m.user_id = NEW.owner_id; \
+     INSERT INTO quotas (app_id, \"limit\") SELECT id, NEW.units_limit FROM apps \
+     WHERE name = NEW.name AND NEW.units_limit IS NOT NULL; \
+     INSERT INTO quota_items (quota_id, item) SELECT q.id, NEW.quota_item \
+     FROM apps a JOIN quotas q ON q.app_id = a.id \
+     WHERE a.name = NEW.name AND NEW.quota_item IS NOT NULL; \
+     INSERT INTO env_vars (app_id, name, value, public) \
+     SELECT a.id, v.name, v.value, 0 FROM apps a, \
+     (SELECT 'TSURU_APPNAME' AS name, NEW.name AS value \
+     UNION ALL SELECT 'TSURU_HOST', NEW.tsuru_host \
+     UNION ALL SELECT 'TSURU_APP_TOKEN', NEW.app_token) v WHERE a.name = NEW.name; \
+     INSERT INTO units (app_id, number, name, ip, state, quota_item) \
+     SELECT id, 0, NEW.unit_name, NEW.unit_ip, NEW.unit_state, NEW.quota_item FROM apps \
+     WHERE name = NEW.name AND NEW.unit_name IS NOT NULL; \
+     INSERT INTO audit_events (date, actor, action, target, extra) \
+     SELECT NEW.date, NEW.actor, NEW.action, NEW.name, NEW.extra WHERE NEW.action IS NOT NULL; \
+     END",
+};
+
+/// Side effects 1–2 of `POST /apps`, with checks 5–7, in one statement so that
+/// concurrent creations see each other: the [`APP_CREATION`] procedure makes the app's
+/// row, its teams, quota and variables, and, given the `started` first unit, the unit
+/// and the `create-app` event with the app `ready` (else it is `pending`). Its SELECT
+/// checks the owner's quota and teams. Returns the app's id.
 ///
-/// The insert checks the owner's quota itself, so it opens the transaction and takes
-/// the write lock with no read before it. Only when it inserts nothing is the name read,
-/// to say why (a taken name before a full quota), or to take over a creation abandoned
-/// under that name, which the quota does not count.
-fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
+/// Only when it inserts nothing is the name read, to say why (a taken name before a
+/// full quota), or to take over a creation abandoned under that name, which the quota
+/// does not count.
+fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<i64> {
     let name = c.name.as_str();
     let now = now_unix();
     const ABANDONED: &str = "a.name = ?1 AND a.state = 'pending' AND a.created_unix < ?2";
@@ -159,29 +187,55 @@ fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
             "there is already an app with this name.",
         ))
     };
+    // The RETURNING subquery runs after the trigger (SQLite returns rows once the
+    // statement's changes are made), inside the statement: the id is this app's.
     let insert = format!(
-        "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
-         created_unix) SELECT ?1, ?4, ?5, ?3, ?6, 1, ?7, ?8 \
-         WHERE ?9 AND COALESCE({}, 1) > 0 RETURNING id",
+        "INSERT INTO app_creations (name, platform, owner_id, owner, state, created_at, \
+         created_unix, units_limit, quota_item, tsuru_host, app_token, unit_name, unit_ip, \
+         unit_state, date, actor, action, extra) \
+         SELECT ?1, ?4, ?3, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20 \
+         WHERE ?9 AND COALESCE({}, 1) > 0 \
+         AND EXISTS (SELECT 1 FROM team_members WHERE user_id = ?3) \
+         RETURNING (SELECT id FROM apps WHERE name = ?1)",
         quota::user_room_column("?3", ABANDONED)
     );
-    let state = if ready { "ready" } else { "pending" };
     // Creation disallowed by configuration still answers a taken name first.
     let allowed = c.units_quota != Some(0);
-    let params = params![
+    let mut params = params![
         name,
         now - PENDING_LEASE_SECONDS,
         c.owner.id,
         c.platform.as_str(),
         c.owner.email.as_str(),
-        state,
+        if started.is_some() {
+            "ready"
+        } else {
+            "pending"
+        },
         now_rfc3339(),
         now,
-        allowed
-    ];
+        allowed,
+        c.units_quota,
+        c.units_quota.map(|_| quota::unit_item(name, 0)),
+        c.host.as_str(),
+        c.token.as_str(),
+        started.map(|u| u.name.as_str()),
+        started.map(|u| u.ip.as_str()),
+        started.map(|u| u.state.as_str())
+    ]
+    .to_vec();
+    match started {
+        Some(_) => params.extend(audit::procedure_columns(
+            &c.owner.email,
+            "create-app",
+            json!({"platform": c.platform}),
+        )),
+        None => params.extend([Value::Null, Value::Null, Value::Null, Value::Null]),
+    }
     let mut took_over = false;
     loop {
-        let taken = match db.query_opt(&insert, params) {
+        let created = db.call(&APP_CREATION, &insert, &params);
+        let taken = match created.map(|rows| rows.into_iter().next()) {
             Ok(Some(row)) => return Ok(row.int(0)),
             Ok(None) => false,
             Err(e) if e.is_unique_violation() => true,
@@ -192,49 +246,36 @@ fn insert_app(db: &Db, c: &Creation, ready: bool) -> ApiResult<i64> {
             Err(e) => return Err(e.into()),
         };
         // Nothing inserted: the name is taken (an abandoned creation is taken over once),
-        // or the quota is full, or creation is disallowed; in that order.
+        // or the quota is full, or creation is disallowed, or the owner has left every
+        // team; in that order.
         let holder = db.query_opt(
             &format!("SELECT {ABANDONED} FROM apps a WHERE a.name = ?1"),
             &params[..2],
         )?;
         match holder.map(|row| row.int(0)) {
             Some(1) if !took_over => {
-                db.execute("DELETE FROM apps WHERE name = ?", params![name])?;
+                // Only if it is still abandoned; a creation that wins the name meanwhile
+                // makes the next attempt find it taken.
+                db.write(
+                    &format!("DELETE FROM apps AS a WHERE {ABANDONED}"),
+                    &params[..2],
+                )?;
                 took_over = true;
-                continue;
             }
             Some(_) => return Err(duplicate()),
             None if taken => return Err(duplicate()),
-            None if allowed || quota::user_room(db, c.owner.id)?.is_some_and(|r| r <= 0) => {
+            None if quota::user_room(db, c.owner.id)?.is_some_and(|r| r <= 0) => {
                 return Err(ApiError::forbidden("Quota exceeded"))
             }
-            None => {
+            None if !allowed => {
                 return Err(ApiError::forbidden(creation_failed(
                     name,
                     "app creation is disallowed",
                 )))
             }
+            None => return Err(no_team()),
         }
     }
-}
-
-/// The app's teams, quota and variables, after [`insert_app`] made its row.
-fn insert_app_parts(db: &Db, c: &Creation, app_id: i64) -> ApiResult<()> {
-    let name = c.name.as_str();
-    // The app's teams: the owner's teams as they are now.
-    let teams = db.query(
-        "INSERT INTO app_teams (app_id, team_id) SELECT ?, team_id FROM team_members \
-         WHERE user_id = ? RETURNING team_id",
-        params![app_id, c.owner.id],
-    )?;
-    if teams.is_empty() {
-        return Err(no_team());
-    }
-    if let Some(limit) = c.units_quota {
-        quota::create_for_app(db, app_id, limit, &[quota::unit_item(name, 0)])?;
-    }
-    env::set_private(db, app_id, &c.variables(), None)?;
-    Ok(())
 }
 
 /// The members of the app's teams: who may push to its repository.
@@ -275,7 +316,7 @@ fn set_up(
             .map_err(failed)?;
     let stored = ctx
         .db()?
-        .transaction(|db| record_ready(db, c, app_id, &provisioned, true));
+        .transaction(|db| record_ready(db, c, app_id, &provisioned));
     if stored.is_err() {
         log_failure(
             "provisioner destroy",
@@ -286,24 +327,20 @@ fn set_up(
     stored
 }
 
-/// The outcome of provisioning: its first unit, and (with `mark_ready`) the app's address
-/// and state; the app is ready.
+/// The outcome of provisioning: the app's address and first unit; the app is ready.
 fn record_ready(
     db: &Db,
     c: &Creation,
     app_id: i64,
     provisioned: &provisioner::Provisioned,
-    mark_ready: bool,
 ) -> ApiResult<()> {
-    if mark_ready {
-        let ready = db.query_opt(
-            "UPDATE apps SET ip = ?, state = 'ready' WHERE id = ? RETURNING id",
-            params![provisioned.ip.as_str(), app_id],
-        )?;
-        if ready.is_none() {
-            // Removed while it was being created.
-            return Err(crate::apps::records::not_found(&c.name));
-        }
+    let ready = db.query_opt(
+        "UPDATE apps SET ip = ?, state = 'ready' WHERE id = ? RETURNING id",
+        params![provisioned.ip.as_str(), app_id],
+    )?;
+    if ready.is_none() {
+        // Removed while it was being created.
+        return Err(crate::apps::records::not_found(&c.name));
     }
     let first = units::NewUnit {
         number: 0,
@@ -376,6 +413,163 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::schema;
+
+    /// A database with user 1 (`o@x.com`) in team `dev`, and the creation of `web`.
+    fn setup() -> (Db, User) {
+        let db = schema::test_db_with_apps(&[]);
+        for sql in [
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'o@x.com', 'h', 'now')",
+            "INSERT INTO teams (id, name, created_at) VALUES (3, 'dev', 'now')",
+            "INSERT INTO team_members (team_id, user_id) VALUES (3, 1)",
+        ] {
+            db.execute(sql, &[]).unwrap();
+        }
+        let user = User {
+            id: 1,
+            email: "o@x.com".into(),
+            teams: vec!["dev".into()],
+            is_admin: false,
+        };
+        (db, user)
+    }
+
+    fn creation(user: &User, units_quota: Option<i64>) -> Creation<'_> {
+        Creation {
+            name: "web".into(),
+            platform: "python".into(),
+            owner: user,
+            units_quota,
+            host: "http://tsuru".into(),
+            token: "t0k".into(),
+        }
+    }
+
+    fn rows(db: &Db, sql: &str) -> Vec<String> {
+        db.query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+    }
+
+    #[test]
+    fn a_ready_creation_makes_every_part_in_one_statement() {
+        let (db, user) = setup();
+        // Another app first, so that the id returned is not simply the first one.
+        db.execute(
+            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+             VALUES (40, 'other', 'python', 'p@x.com', 'ready', 'now')",
+            &[],
+        )
+        .unwrap();
+        let c = creation(&user, Some(4));
+        let started = provisioner::started(&[first_unit("web")]);
+        let id = insert_app(&db, &c, started.first()).unwrap();
+        assert_eq!(
+            rows(&db, "SELECT id || ' ' || state || ' ' || owner_id || ' ' || next_unit FROM apps WHERE name = 'web'"),
+            vec![format!("{id} ready 1 1")]
+        );
+        assert_ne!(id, 40);
+        assert_eq!(rows(&db, "SELECT team_id FROM app_teams"), vec!["3"]);
+        assert_eq!(
+            rows(&db, &format!("SELECT q.\"limit\" || ' ' || i.item FROM quotas q JOIN quota_items i ON i.quota_id = q.id WHERE q.app_id = {id}")),
+            vec!["4 web-0"]
+        );
+        let stored = rows(
+            &db,
+            "SELECT name || '=' || value || ' ' || public FROM env_vars ORDER BY name",
+        );
+        let mut expected: Vec<String> = c
+            .variables()
+            .iter()
+            .map(|(k, v)| format!("{k}={v} 0"))
+            .collect();
+        expected.sort();
+        assert_eq!(stored, expected);
+        assert_eq!(
+            rows(
+                &db,
+                "SELECT name || ' ' || state || ' ' || quota_item FROM units"
+            ),
+            vec!["web/0 started web-0"]
+        );
+        assert_eq!(
+            rows(
+                &db,
+                "SELECT actor || ' ' || action || ' ' || target || ' ' || extra FROM audit_events"
+            ),
+            vec![r#"o@x.com create-app web {"platform":"python"}"#]
+        );
+    }
+
+    #[test]
+    fn a_pending_creation_waits_for_its_unit_and_event() {
+        let (db, user) = setup();
+        let id = insert_app(&db, &creation(&user, None), None).unwrap();
+        assert_eq!(
+            rows(&db, "SELECT state FROM apps WHERE name = 'web'"),
+            vec!["pending"]
+        );
+        assert_eq!(
+            rows(&db, &format!("SELECT id FROM apps WHERE id = {id}")).len(),
+            1
+        );
+        for table in ["units", "audit_events", "quotas"] {
+            assert!(
+                rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
+                "{table}"
+            );
+        }
+        assert_eq!(rows(&db, "SELECT COUNT(*) FROM env_vars"), vec!["3"]);
+    }
+
+    #[test]
+    fn a_refused_creation_writes_nothing_and_says_why() {
+        let status = |db: &Db, c: &Creation| insert_app(db, c, None).unwrap_err();
+        let (db, user) = setup();
+        insert_app(&db, &creation(&user, None), None).unwrap();
+        let taken = status(&db, &creation(&user, None));
+        assert_eq!(taken.status, 409, "{}", taken.message);
+        db.execute("DELETE FROM apps", &[]).unwrap();
+        db.execute("INSERT INTO quotas (user_id, \"limit\") VALUES (1, 0)", &[])
+            .unwrap();
+        assert_eq!(
+            status(&db, &creation(&user, None)).message,
+            "Quota exceeded"
+        );
+        db.execute("DELETE FROM quotas", &[]).unwrap();
+        let disallowed = status(&db, &creation(&user, Some(0)));
+        assert!(
+            disallowed.message.contains("disallowed"),
+            "{}",
+            disallowed.message
+        );
+        db.execute("DELETE FROM team_members", &[]).unwrap();
+        assert_eq!(
+            status(&db, &creation(&user, None)).message,
+            no_team().message
+        );
+        for table in ["apps", "app_teams", "env_vars", "quotas", "audit_events"] {
+            assert!(
+                rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
+                "{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_abandoned_creation_gives_up_its_name_and_its_parts() {
+        let (db, user) = setup();
+        let old = insert_app(&db, &creation(&user, None), None).unwrap();
+        db.execute("UPDATE apps SET created_unix = 0", &[]).unwrap();
+        let new = insert_app(&db, &creation(&user, None), None).unwrap();
+        assert_ne!(old, new);
+        assert_eq!(
+            rows(&db, "SELECT DISTINCT app_id FROM env_vars"),
+            vec![new.to_string()]
+        );
+    }
 
     #[test]
     fn app_names() {

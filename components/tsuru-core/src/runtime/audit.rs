@@ -4,7 +4,7 @@
 use crate::params;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::{Db, Value};
 use crate::runtime::time::now_rfc3339;
 
 /// The actor of an event: the user's email, or `app:<name>` for an app token.
@@ -42,6 +42,18 @@ pub fn record_as(ctx: &Ctx, actor: &str, action: &str, target: &str, extra: serd
 
 const INSERT: &str =
     "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)";
+
+/// An event as the columns a write procedure takes (schema migration 5), in their
+/// order: `date, actor, action, extra`; the procedure names the target. The event is
+/// part of the procedure's one statement, so it commits, or fails, with the change.
+pub fn procedure_columns(actor: &str, action: &str, extra: serde_json::Value) -> [Value; 4] {
+    [
+        Value::from(now_rfc3339()),
+        Value::from(actor),
+        Value::from(action),
+        Value::from(extra.to_string()),
+    ]
+}
 
 /// Records an event with the caller's writes, inside their transaction: one commit for
 /// both. A failed insert is reported and leaves the caller's writes alone (SQLite undoes

@@ -183,6 +183,22 @@ pub struct SchemaCheck {
     pub migrate: Migration,
 }
 
+/// A write procedure: a temporary view whose `INSTEAD OF INSERT` trigger makes all of one
+/// write's changes, so that the write is one autocommit statement (`INSERT INTO <view>
+/// ... SELECT ... WHERE <checks>`): the write lock is held for one host call instead of
+/// one per change. The checks stay in the caller's SELECT; a SELECT that finds nothing
+/// fires nothing, and a failure in the trigger undoes the whole statement.
+///
+/// Temporary, so that only the request that calls it parses it: every request opens a
+/// new connection, which parses the whole schema on its first statement, and a trigger
+/// in the schema would cost every route that parse.
+pub struct Procedure {
+    /// `CREATE TEMP VIEW IF NOT EXISTS <name> (<columns>) AS SELECT ... WHERE 0`
+    pub view: &'static str,
+    /// `CREATE TEMP TRIGGER IF NOT EXISTS ... INSTEAD OF INSERT ON <name> BEGIN ... END`
+    pub trigger: &'static str,
+}
+
 /// A request's database: one connection, opened on the first statement, and opened
 /// again after [`Db::release`] (a remote database drops a connection left idle during an
 /// outbound call, so none is held across one). The schema is checked once per request,
@@ -197,6 +213,8 @@ pub struct Db {
     begun: Cell<bool>,
     /// Whether this connection is set up for writing ([`Db::prepare_for_writes`]).
     busy_handler_off: Cell<bool>,
+    /// The procedures defined on this connection ([`Db::call`]).
+    procedures: RefCell<Vec<&'static str>>,
 }
 
 impl Db {
@@ -209,6 +227,7 @@ impl Db {
             in_transaction: Cell::new(false),
             begun: Cell::new(false),
             busy_handler_off: Cell::new(false),
+            procedures: RefCell::new(Vec::new()),
         }
     }
 
@@ -380,6 +399,24 @@ impl Db {
         Ok(())
     }
 
+    /// Runs `insert`, an `INSERT INTO` the view of `procedure`, as one write on its own
+    /// ([`Db::write`]), defining the procedure on this connection first if needed (two
+    /// statements, before the write: creating temporary objects takes no lock on the
+    /// database).
+    pub fn call(
+        &self,
+        procedure: &Procedure,
+        insert: &str,
+        params: &[Value],
+    ) -> DbResult<Vec<Row>> {
+        if !self.procedures.borrow().contains(&procedure.view) {
+            self.execute(procedure.view, &[])?;
+            self.execute(procedure.trigger, &[])?;
+            self.procedures.borrow_mut().push(procedure.view);
+        }
+        self.write(insert, params)
+    }
+
     /// [`Db::write`] for a statement that returns at most one row.
     pub fn write_opt(&self, sql: &str, params: &[Value]) -> DbResult<Option<Row>> {
         Ok(self.write(sql, params)?.into_iter().next())
@@ -407,6 +444,7 @@ impl Db {
         }
         self.connection.borrow_mut().take();
         self.busy_handler_off.set(false);
+        self.procedures.borrow_mut().clear();
     }
 }
 
