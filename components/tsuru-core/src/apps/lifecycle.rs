@@ -232,49 +232,56 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
         )),
         None => params.extend([Value::Null, Value::Null, Value::Null, Value::Null]),
     }
-    let mut took_over = false;
-    loop {
-        let created = db.call(&APP_CREATION, &insert, &params);
-        let taken = match created.map(|rows| rows.into_iter().next()) {
-            Ok(Some(row)) => return Ok(row.int(0)),
-            Ok(None) => false,
-            Err(e) if e.is_unique_violation() => true,
+    // The app's id, or whether the name was taken.
+    let attempt = |db: &Db| -> ApiResult<Result<i64, bool>> {
+        match db.call(&APP_CREATION, &insert, &params) {
+            Ok(rows) => Ok(rows.first().map(|row| row.int(0)).ok_or(false)),
+            Err(e) if e.is_unique_violation() => Ok(Err(true)),
             // The platform was removed meanwhile.
             Err(e) if e.is_foreign_key_violation() => {
-                return Err(ApiError::bad_request("Invalid platform"))
+                Err(ApiError::bad_request("Invalid platform"))
             }
-            Err(e) => return Err(e.into()),
-        };
-        // Nothing inserted: the name is taken (an abandoned creation is taken over once),
-        // or the quota is full, or creation is disallowed, or the owner has left every
-        // team; in that order.
-        let holder = db.query_opt(
-            &format!("SELECT {ABANDONED} FROM apps a WHERE a.name = ?1"),
-            &params[..2],
-        )?;
-        match holder.map(|row| row.int(0)) {
-            Some(1) if !took_over => {
-                // Only if it is still abandoned; a creation that wins the name meanwhile
-                // makes the next attempt find it taken.
-                db.write(
-                    &format!("DELETE FROM apps AS a WHERE {ABANDONED}"),
-                    &params[..2],
-                )?;
-                took_over = true;
-            }
-            Some(_) => return Err(duplicate()),
-            None if taken => return Err(duplicate()),
-            None if quota::user_room(db, c.owner.id)?.is_some_and(|r| r <= 0) => {
-                return Err(ApiError::forbidden("Quota exceeded"))
-            }
-            None if !allowed => {
-                return Err(ApiError::forbidden(creation_failed(
-                    name,
-                    "app creation is disallowed",
-                )))
-            }
-            None => return Err(no_team()),
+            Err(e) => Err(e.into()),
         }
+    };
+    // Nothing inserted, and no abandoned creation holds the name: the name is taken, or
+    // the quota is full, or creation is disallowed, or the owner has left every team; in
+    // that order.
+    let refusal = |db: &Db, taken: bool| -> ApiResult<ApiError> {
+        Ok(if taken {
+            duplicate()
+        } else if quota::user_room(db, c.owner.id)?.is_some_and(|r| r <= 0) {
+            ApiError::forbidden("Quota exceeded")
+        } else if !allowed {
+            ApiError::forbidden(creation_failed(name, "app creation is disallowed"))
+        } else {
+            no_team()
+        })
+    };
+    let taken = match attempt(db)? {
+        Ok(id) => return Ok(id),
+        Err(taken) => taken,
+    };
+    let holder = db.query_opt(
+        &format!("SELECT {ABANDONED} FROM apps a WHERE a.name = ?1"),
+        &params[..2],
+    )?;
+    match holder.map(|row| row.int(0)) {
+        // Taken over in one transaction with the new creation, so that a refused one
+        // leaves the abandoned reservation as it was; a creation that wins the name
+        // meanwhile makes the attempt find it taken.
+        Some(1) => db.transaction(|db| {
+            db.execute(
+                &format!("DELETE FROM apps AS a WHERE {ABANDONED}"),
+                &params[..2],
+            )?;
+            match attempt(db)? {
+                Ok(id) => Ok(id),
+                Err(taken) => Err(refusal(db, taken)?),
+            }
+        }),
+        Some(_) => Err(duplicate()),
+        None => Err(refusal(db, taken)?),
     }
 }
 
