@@ -159,11 +159,13 @@ impl AppBuilder {
         self
     }
 
-    /// Behaves like Spin on a remote libSQL database (sqld: 10 s): a SQLite connection idle
-    /// longer than `idle` since its last statement fails every later statement with
-    /// `STREAM_EXPIRED` (see [`HostConfig::sqlite_idle_timeout`]).
-    pub fn sqlite_idle_timeout(mut self, idle: Duration) -> Self {
+    /// Behaves like Spin on a remote libSQL database: a SQLite connection idle longer than
+    /// `idle` since its last statement (sqld: 10 s) fails every later statement with
+    /// `STREAM_EXPIRED` (see [`HostConfig::sqlite_idle_timeout`]), and the statements
+    /// libSQL's client refuses fail too (see [`HostConfig::sqlite_libsql_client`]).
+    pub fn remote_libsql(mut self, idle: Duration) -> Self {
         self.config.sqlite_idle_timeout = Some(idle);
+        self.config.sqlite_libsql_client = true;
         self
     }
 

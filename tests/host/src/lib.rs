@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use wasmtime::component::Linker;
 
-pub use state::STREAM_EXPIRED_MESSAGE;
+pub use state::{libsql_client_refuses, STREAM_EXPIRED_MESSAGE, UNSUPPORTED_STATEMENT_MESSAGE};
 pub use variables::AppVariable;
 
 use crate::manifest::Manifest;
@@ -70,6 +70,11 @@ pub struct HostConfig {
     /// works. The call log lists each refused statement (`sqlite stream expired: ...`).
     /// `None` (the default): connections never expire, as with Spin's local SQLite.
     pub sqlite_idle_timeout: Option<Duration>,
+    /// Refuses, as Spin's libSQL backend does, the statements its client will not send
+    /// ([`libsql_client_refuses`]: temporary objects, most `PRAGMA` settings) with
+    /// `sqlite::Error::Io(`[`UNSUPPORTED_STATEMENT_MESSAGE`]`)`, running nothing. `false`
+    /// (the default): every statement goes to SQLite, as with Spin's local SQLite.
+    pub sqlite_libsql_client: bool,
 }
 
 impl HostConfig {
@@ -86,6 +91,7 @@ impl HostConfig {
             cache_dir: None,
             echo_component_output: true,
             sqlite_idle_timeout: None,
+            sqlite_libsql_client: false,
         }
     }
 }
@@ -320,6 +326,7 @@ fn prepare(config: &HostConfig) -> Result<Prepared> {
         &config.data_dir,
         config.echo_component_output,
         config.sqlite_idle_timeout,
+        config.sqlite_libsql_client,
     ));
     let cache_dir = config
         .cache_dir

@@ -3,12 +3,14 @@
 //! ```text
 //! cargo run -p spin-test-host -- --listen 127.0.0.1:3000 [--manifest spin.toml]
 //!     [--data-dir .spin] [--variable name=value]... [--sqlite-idle-timeout-ms N]
+//!     [--sqlite-libsql-client]
 //! ```
 //!
 //! `--sqlite-idle-timeout-ms N` behaves like Spin on a remote libSQL database (sqld expires
 //! a connection's stream after 10 s idle: `--sqlite-idle-timeout-ms 10000`): a connection
 //! idle longer than N ms since its last statement fails every later statement with
-//! `STREAM_EXPIRED` (see `HostConfig::sqlite_idle_timeout`).
+//! `STREAM_EXPIRED` (see `HostConfig::sqlite_idle_timeout`). `--sqlite-libsql-client`
+//! refuses what Spin's libSQL client refuses (see `HostConfig::sqlite_libsql_client`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use spin_test_host::{HostConfig, RunningHost};
 
-const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--manifest spin.toml] [--data-dir DIR] [--variable NAME=VALUE]... [--sqlite-idle-timeout-ms N]";
+const USAGE: &str = "usage: spin-test-host [--listen ADDR] [--manifest spin.toml] [--data-dir DIR] [--variable NAME=VALUE]... [--sqlite-idle-timeout-ms N] [--sqlite-libsql-client]";
 
 fn main() {
     if let Err(e) = run() {
@@ -31,6 +33,7 @@ fn run() -> Result<()> {
     let mut listen = "127.0.0.1:3000".to_string();
     let mut variables = Vec::new();
     let mut sqlite_idle_timeout = None;
+    let mut sqlite_libsql_client = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -49,6 +52,7 @@ fn run() -> Result<()> {
                 })?;
                 sqlite_idle_timeout = Some(Duration::from_millis(ms));
             }
+            "--sqlite-libsql-client" => sqlite_libsql_client = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -65,6 +69,7 @@ fn run() -> Result<()> {
     });
     let mut config = HostConfig::new(manifest, data_dir);
     config.sqlite_idle_timeout = sqlite_idle_timeout;
+    config.sqlite_libsql_client = sqlite_libsql_client;
     config.listen = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:3000"))?;

@@ -42,6 +42,96 @@ pub const DEFAULT_LABEL: &str = "default";
 /// (`Hrana: `api error: `<body>``) around sqld's JSON error body.
 pub const STREAM_EXPIRED_MESSAGE: &str = "Hrana: `api error: `{\"message\":\"The stream has expired due to inactivity\",\"code\":\"STREAM_EXPIRED\"}``";
 
+/// What Spin 4.0.2's libSQL backend answers (as `sqlite::Error::Io`) to a statement its
+/// client (libsql 0.5) will not send ([`libsql_client_refuses`]), without a round trip.
+pub const UNSUPPORTED_STATEMENT_MESSAGE: &str = "unsupported statement";
+
+/// Whether the libsql 0.5 client refuses `statement` before sending it (its statement
+/// classifier, which `sqld` shares): temporary tables, views and triggers (they would be
+/// bound to one server connection), and `PRAGMA`s other than the ones it knows, settings
+/// among them only when read.
+pub fn libsql_client_refuses(statement: &str) -> bool {
+    /// Allowed with or without a value.
+    const ANY_FORM: &[&str] = &[
+        "TABLE_LIST",
+        "INDEX_LIST",
+        "TABLE_INFO",
+        "TABLE_XINFO",
+        "INDEX_INFO",
+        "INDEX_XINFO",
+        "PRAGMA_LIST",
+        "COMPILE_OPTIONS",
+        "DATABASE_LIST",
+        "FUNCTION_LIST",
+        "MODULE_LIST",
+        "ENCODING",
+        "DEFER_FOREIGN_KEYS",
+        "FOREIGN_KEYS",
+        "FOREIGN_KEY_LIST",
+        "FOREIGN_KEY_CHECK",
+        "COLLATION_LIST",
+        "DATA_VERSION",
+        "FREELIST_COUNT",
+        "INTEGRITY_CHECK",
+        "LEGACY_FILE_FORMAT",
+        "PAGE_COUNT",
+        "QUICK_CHECK",
+        "STATS",
+        "USER_VERSION",
+    ];
+    /// Allowed only when read, with no value.
+    const SETTINGS: &[&str] = &[
+        "ANALYSIS_LIMIT",
+        "APPLICATION_ID",
+        "AUTO_VACUUM",
+        "AUTOMATIC_INDEX",
+        "BUSY_TIMEOUT",
+        "CACHE_SIZE",
+        "CACHE_SPILL",
+        "CELL_SIZE_CHECK",
+        "CHECKPOINT_FULLFSYNC",
+        "FULLFSYNC",
+        "HARD_HEAP_LIMIT",
+        "JOURNAL_MODE",
+        "JOURNAL_SIZE_LIMIT",
+        "LEGACY_ALTER_TABLE",
+        "LOCKING_MODE",
+        "MAX_PAGE_COUNT",
+        "MMAP_SIZE",
+        "PAGE_SIZE",
+        "QUERY_ONLY",
+        "READ_UNCOMMITTED",
+        "RECURSIVE_TRIGGERS",
+        "REVERSE_UNORDERED_SELECTS",
+        "SCHEMA_VERSION",
+        "SECURE_DELETE",
+        "SOFT_HEAP_LIMIT",
+        "SYNCHRONOUS",
+        "TEMP_STORE",
+        "THREADS",
+        "TRUSTED_SCHEMA",
+        "WAL_AUTOCHECKPOINT",
+    ];
+    let upper = statement.trim().trim_end_matches(';').to_ascii_uppercase();
+    if let Some(rest) = upper.strip_prefix("CREATE") {
+        return rest.trim_start().starts_with("TEMP");
+    }
+    let Some(rest) = upper.strip_prefix("PRAGMA") else {
+        return false;
+    };
+    let rest = rest.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(rest.len());
+    let name = rest[..end].rsplit('.').next().unwrap_or_default();
+    let with_value = !rest[end..].trim().is_empty();
+    if ANY_FORM.contains(&name) {
+        false
+    } else {
+        with_value || !SETTINGS.contains(&name)
+    }
+}
+
 /// State shared by every instance of every component of one running host.
 pub struct AppShared {
     kv_path: PathBuf,
@@ -55,10 +145,17 @@ pub struct AppShared {
     pub call_log: Mutex<Option<Vec<String>>>,
     /// See [`crate::HostConfig::sqlite_idle_timeout`].
     sqlite_idle_timeout: Option<Duration>,
+    /// See [`crate::HostConfig::sqlite_libsql_client`].
+    sqlite_libsql_client: bool,
 }
 
 impl AppShared {
-    pub fn new(data_dir: &Path, echo_logs: bool, sqlite_idle_timeout: Option<Duration>) -> Self {
+    pub fn new(
+        data_dir: &Path,
+        echo_logs: bool,
+        sqlite_idle_timeout: Option<Duration>,
+        sqlite_libsql_client: bool,
+    ) -> Self {
         Self {
             kv_path: data_dir.join("sqlite_key_value.db"),
             sqlite_path: data_dir.join("sqlite_db.db"),
@@ -67,6 +164,7 @@ impl AppShared {
             echo_logs,
             call_log: Mutex::new(None),
             sqlite_idle_timeout,
+            sqlite_libsql_client,
         }
     }
 
@@ -433,6 +531,11 @@ impl sqlite::HostConnection for HostState {
     ) -> wasmtime::Result<Result<sqlite::QueryResult, sqlite::Error>> {
         self.app.log_call(|| format!("sqlite execute {statement}"));
         let c = self.table.get(&connection)?;
+        if self.app.sqlite_libsql_client && libsql_client_refuses(&statement) {
+            return Ok(Err(sqlite::Error::Io(
+                UNSUPPORTED_STATEMENT_MESSAGE.to_string(),
+            )));
+        }
         let (slot, path) = (c.slot.clone(), c.path.clone());
         let idle_timeout = self.app.sqlite_idle_timeout;
         let watched = Arc::downgrade(&slot);

@@ -93,6 +93,13 @@ fn handle(req: Request) -> Response {
             sql_write(&label("db"), &arg("key"), &arg("value"), Some(ms))
         }
         "/sql/read" => sql_read(&label("db"), &arg("key")),
+        "/sql/execute" => match sqlite::Connection::open(&label("db")) {
+            Err(e) => error(e),
+            Ok(conn) => match conn.execute(&arg("sql"), &[]) {
+                Ok(result) => text(200, format!("rows: {}", result.rows().count())),
+                Err(e) => error(e),
+            },
+        },
         "/sql/twice" => sql_twice(
             &label("db"),
             arg("sleep_ms").parse().unwrap_or(0),

@@ -137,35 +137,52 @@ fn creation_failed(app: &str, why: &str) -> String {
 /// A new app: its row, its owner's teams, its unit quota (when `units_limit` is set) with
 /// its first unit's item counted, its three private variables ([`Creation::variables`]),
 /// its first unit (when `unit_name` is set) and the `create-app` event (when `action` is
-/// set).
+/// set). Returns the app's id.
 const APP_CREATION: Procedure = Procedure {
-    view: "CREATE TEMP VIEW IF NOT EXISTS app_creations (name, platform, owner_id, owner, \
-           state, created_at, created_unix, units_limit, quota_item, tsuru_host, app_token, \
-           unit_name, unit_ip, unit_state, date, actor, action, extra) AS \
-           SELECT '', '', 0, '', '', '', 0, 0, '', '', '', '', '', '', '', '', '', '' WHERE 0",
-    trigger: "CREATE TEMP TRIGGER IF NOT EXISTS app_creation INSTEAD OF INSERT ON app_creations \
-     BEGIN \
-     INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
-     created_unix) VALUES (NEW.name, NEW.platform, NEW.owner, NEW.owner_id, NEW.state, 1, \
-     NEW.created_at, NEW.created_unix); \
-     INSERT INTO app_teams (app_id, team_id) SELECT a.id, m.team_id \
-     FROM apps a, team_members m WHERE a.name = NEW.name AND m.user_id = NEW.owner_id; \
-     INSERT INTO quotas (app_id, \"limit\") SELECT id, NEW.units_limit FROM apps \
-     WHERE name = NEW.name AND NEW.units_limit IS NOT NULL; \
-     INSERT INTO quota_items (quota_id, item) SELECT q.id, NEW.quota_item \
-     FROM apps a JOIN quotas q ON q.app_id = a.id \
-     WHERE a.name = NEW.name AND NEW.quota_item IS NOT NULL; \
-     INSERT INTO env_vars (app_id, name, value, public) \
-     SELECT a.id, v.name, v.value, 0 FROM apps a, \
-     (SELECT 'TSURU_APPNAME' AS name, NEW.name AS value \
-     UNION ALL SELECT 'TSURU_HOST', NEW.tsuru_host \
-     UNION ALL SELECT 'TSURU_APP_TOKEN', NEW.app_token) v WHERE a.name = NEW.name; \
-     INSERT INTO units (app_id, number, name, ip, state, quota_item) \
-     SELECT id, 0, NEW.unit_name, NEW.unit_ip, NEW.unit_state, NEW.quota_item FROM apps \
-     WHERE name = NEW.name AND NEW.unit_name IS NOT NULL; \
-     INSERT INTO audit_events (date, actor, action, target, extra) \
-     SELECT NEW.date, NEW.actor, NEW.action, NEW.name, NEW.extra WHERE NEW.action IS NOT NULL; \
-     END",
+    name: "app_creations",
+    columns: &[
+        "name",
+        "platform",
+        "owner_id",
+        "owner",
+        "state",
+        "created_at",
+        "created_unix",
+        "units_limit",
+        "quota_item",
+        "tsuru_host",
+        "app_token",
+        "unit_name",
+        "unit_ip",
+        "unit_state",
+        "date",
+        "actor",
+        "action",
+        "extra",
+    ],
+    body: &[
+        "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
+         created_unix) VALUES (NEW.name, NEW.platform, NEW.owner, NEW.owner_id, NEW.state, 1, \
+         NEW.created_at, NEW.created_unix)",
+        "INSERT INTO app_teams (app_id, team_id) SELECT a.id, m.team_id \
+         FROM apps a, team_members m WHERE a.name = NEW.name AND m.user_id = NEW.owner_id",
+        "INSERT INTO quotas (app_id, \"limit\") SELECT id, NEW.units_limit FROM apps \
+         WHERE name = NEW.name AND NEW.units_limit IS NOT NULL",
+        "INSERT INTO quota_items (quota_id, item) SELECT q.id, NEW.quota_item \
+         FROM apps a JOIN quotas q ON q.app_id = a.id \
+         WHERE a.name = NEW.name AND NEW.quota_item IS NOT NULL",
+        "INSERT INTO env_vars (app_id, name, value, public) \
+         SELECT a.id, v.name, v.value, 0 FROM apps a, \
+         (SELECT 'TSURU_APPNAME' AS name, NEW.name AS value \
+         UNION ALL SELECT 'TSURU_HOST', NEW.tsuru_host \
+         UNION ALL SELECT 'TSURU_APP_TOKEN', NEW.app_token) v WHERE a.name = NEW.name",
+        "INSERT INTO units (app_id, number, name, ip, state, quota_item) \
+         SELECT id, 0, NEW.unit_name, NEW.unit_ip, NEW.unit_state, NEW.quota_item FROM apps \
+         WHERE name = NEW.name AND NEW.unit_name IS NOT NULL",
+        "INSERT INTO audit_events (date, actor, action, target, extra) \
+         SELECT NEW.date, NEW.actor, NEW.action, NEW.name, NEW.extra WHERE NEW.action IS NOT NULL",
+    ],
+    result: "(SELECT id FROM apps WHERE name = NEW.name)",
 };
 
 /// Side effects 1–2 of `POST /apps`, with checks 5–7, in one statement so that
@@ -187,16 +204,11 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
             "there is already an app with this name.",
         ))
     };
-    // The RETURNING subquery runs after the trigger (SQLite returns rows once the
-    // statement's changes are made), inside the statement: the id is this app's.
-    let insert = format!(
-        "INSERT INTO app_creations (name, platform, owner_id, owner, state, created_at, \
-         created_unix, units_limit, quota_item, tsuru_host, app_token, unit_name, unit_ip, \
-         unit_state, date, actor, action, extra) \
-         SELECT ?1, ?4, ?3, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20 \
+    // The procedure's columns, in order.
+    let select = format!(
+        "SELECT ?1, ?4, ?3, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20 \
          WHERE ?9 AND COALESCE({}, 1) > 0 \
-         AND EXISTS (SELECT 1 FROM team_members WHERE user_id = ?3) \
-         RETURNING (SELECT id FROM apps WHERE name = ?1)",
+         AND EXISTS (SELECT 1 FROM team_members WHERE user_id = ?3)",
         quota::user_room_column("?3", ABANDONED)
     );
     // Creation disallowed by configuration still answers a taken name first.
@@ -234,7 +246,7 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
     }
     // The app's id, or whether the name was taken.
     let attempt = |db: &Db| -> ApiResult<Result<i64, bool>> {
-        match db.call(&APP_CREATION, &insert, &params) {
+        match db.call(&APP_CREATION, &select, &params) {
             Ok(rows) => Ok(rows.first().map(|row| row.int(0)).ok_or(false)),
             Err(e) if e.is_unique_violation() => Ok(Err(true)),
             // The platform was removed meanwhile.
@@ -422,9 +434,18 @@ mod tests {
     use super::*;
     use crate::runtime::schema;
 
-    /// A database with user 1 (`o@x.com`) in team `dev`, and the creation of `web`.
-    fn setup() -> (Db, User) {
-        let db = schema::test_db_with_apps(&[]);
+    /// Each test runs on both kinds of database: one where the procedure is a temporary
+    /// trigger, and one that refuses temporary objects (libSQL), where its statements
+    /// run in a transaction.
+    fn databases() -> [Db; 2] {
+        [
+            schema::test_db_with_apps(&[]),
+            schema::test_db_like_libsql(&[]),
+        ]
+    }
+
+    /// `db` with user 1 (`o@x.com`) in team `dev`, and the creation of `web`.
+    fn setup(db: Db) -> (Db, User) {
         for sql in [
             "INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'o@x.com', 'h', 'now')",
             "INSERT INTO teams (id, name, created_at) VALUES (3, 'dev', 'now')",
@@ -462,120 +483,128 @@ mod tests {
 
     #[test]
     fn a_ready_creation_makes_every_part_in_one_statement() {
-        let (db, user) = setup();
-        // Another app first, so that the id returned is not simply the first one.
-        db.execute(
-            "INSERT INTO apps (id, name, platform, owner, state, created_at) \
+        for db in databases() {
+            let (db, user) = setup(db);
+            // Another app first, so that the id returned is not simply the first one.
+            db.execute(
+                "INSERT INTO apps (id, name, platform, owner, state, created_at) \
              VALUES (40, 'other', 'python', 'p@x.com', 'ready', 'now')",
-            &[],
-        )
-        .unwrap();
-        let c = creation(&user, Some(4));
-        let started = provisioner::started(&[first_unit("web")]);
-        let id = insert_app(&db, &c, started.first()).unwrap();
-        assert_eq!(
+                &[],
+            )
+            .unwrap();
+            let c = creation(&user, Some(4));
+            let started = provisioner::started(&[first_unit("web")]);
+            let id = insert_app(&db, &c, started.first()).unwrap();
+            assert_eq!(
             rows(&db, "SELECT id || ' ' || state || ' ' || owner_id || ' ' || next_unit FROM apps WHERE name = 'web'"),
             vec![format!("{id} ready 1 1")]
         );
-        assert_ne!(id, 40);
-        assert_eq!(rows(&db, "SELECT team_id FROM app_teams"), vec!["3"]);
-        assert_eq!(
+            assert_ne!(id, 40);
+            assert_eq!(rows(&db, "SELECT team_id FROM app_teams"), vec!["3"]);
+            assert_eq!(
             rows(&db, &format!("SELECT q.\"limit\" || ' ' || i.item FROM quotas q JOIN quota_items i ON i.quota_id = q.id WHERE q.app_id = {id}")),
             vec!["4 web-0"]
         );
-        let stored = rows(
-            &db,
-            "SELECT name || '=' || value || ' ' || public FROM env_vars ORDER BY name",
-        );
-        let mut expected: Vec<String> = c
-            .variables()
-            .iter()
-            .map(|(k, v)| format!("{k}={v} 0"))
-            .collect();
-        expected.sort();
-        assert_eq!(stored, expected);
-        assert_eq!(
-            rows(
+            let stored = rows(
                 &db,
-                "SELECT name || ' ' || state || ' ' || quota_item FROM units"
-            ),
-            vec!["web/0 started web-0"]
-        );
-        assert_eq!(
+                "SELECT name || '=' || value || ' ' || public FROM env_vars ORDER BY name",
+            );
+            let mut expected: Vec<String> = c
+                .variables()
+                .iter()
+                .map(|(k, v)| format!("{k}={v} 0"))
+                .collect();
+            expected.sort();
+            assert_eq!(stored, expected);
+            assert_eq!(
+                rows(
+                    &db,
+                    "SELECT name || ' ' || state || ' ' || quota_item FROM units"
+                ),
+                vec!["web/0 started web-0"]
+            );
+            assert_eq!(
             rows(
                 &db,
                 "SELECT actor || ' ' || action || ' ' || target || ' ' || extra FROM audit_events"
             ),
             vec![r#"o@x.com create-app web {"platform":"python"}"#]
         );
+        }
     }
 
     #[test]
     fn a_pending_creation_waits_for_its_unit_and_event() {
-        let (db, user) = setup();
-        let id = insert_app(&db, &creation(&user, None), None).unwrap();
-        assert_eq!(
-            rows(&db, "SELECT state FROM apps WHERE name = 'web'"),
-            vec!["pending"]
-        );
-        assert_eq!(
-            rows(&db, &format!("SELECT id FROM apps WHERE id = {id}")).len(),
-            1
-        );
-        for table in ["units", "audit_events", "quotas"] {
-            assert!(
-                rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
-                "{table}"
+        for db in databases() {
+            let (db, user) = setup(db);
+            let id = insert_app(&db, &creation(&user, None), None).unwrap();
+            assert_eq!(
+                rows(&db, "SELECT state FROM apps WHERE name = 'web'"),
+                vec!["pending"]
             );
+            assert_eq!(
+                rows(&db, &format!("SELECT id FROM apps WHERE id = {id}")).len(),
+                1
+            );
+            for table in ["units", "audit_events", "quotas"] {
+                assert!(
+                    rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
+                    "{table}"
+                );
+            }
+            assert_eq!(rows(&db, "SELECT COUNT(*) FROM env_vars"), vec!["3"]);
         }
-        assert_eq!(rows(&db, "SELECT COUNT(*) FROM env_vars"), vec!["3"]);
     }
 
     #[test]
     fn a_refused_creation_writes_nothing_and_says_why() {
         let status = |db: &Db, c: &Creation| insert_app(db, c, None).unwrap_err();
-        let (db, user) = setup();
-        insert_app(&db, &creation(&user, None), None).unwrap();
-        let taken = status(&db, &creation(&user, None));
-        assert_eq!(taken.status, 409, "{}", taken.message);
-        db.execute("DELETE FROM apps", &[]).unwrap();
-        db.execute("INSERT INTO quotas (user_id, \"limit\") VALUES (1, 0)", &[])
-            .unwrap();
-        assert_eq!(
-            status(&db, &creation(&user, None)).message,
-            "Quota exceeded"
-        );
-        db.execute("DELETE FROM quotas", &[]).unwrap();
-        let disallowed = status(&db, &creation(&user, Some(0)));
-        assert!(
-            disallowed.message.contains("disallowed"),
-            "{}",
-            disallowed.message
-        );
-        db.execute("DELETE FROM team_members", &[]).unwrap();
-        assert_eq!(
-            status(&db, &creation(&user, None)).message,
-            no_team().message
-        );
-        for table in ["apps", "app_teams", "env_vars", "quotas", "audit_events"] {
-            assert!(
-                rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
-                "{table}"
+        for db in databases() {
+            let (db, user) = setup(db);
+            insert_app(&db, &creation(&user, None), None).unwrap();
+            let taken = status(&db, &creation(&user, None));
+            assert_eq!(taken.status, 409, "{}", taken.message);
+            db.execute("DELETE FROM apps", &[]).unwrap();
+            db.execute("INSERT INTO quotas (user_id, \"limit\") VALUES (1, 0)", &[])
+                .unwrap();
+            assert_eq!(
+                status(&db, &creation(&user, None)).message,
+                "Quota exceeded"
             );
+            db.execute("DELETE FROM quotas", &[]).unwrap();
+            let disallowed = status(&db, &creation(&user, Some(0)));
+            assert!(
+                disallowed.message.contains("disallowed"),
+                "{}",
+                disallowed.message
+            );
+            db.execute("DELETE FROM team_members", &[]).unwrap();
+            assert_eq!(
+                status(&db, &creation(&user, None)).message,
+                no_team().message
+            );
+            for table in ["apps", "app_teams", "env_vars", "quotas", "audit_events"] {
+                assert!(
+                    rows(&db, &format!("SELECT 1 FROM {table}")).is_empty(),
+                    "{table}"
+                );
+            }
         }
     }
 
     #[test]
     fn an_abandoned_creation_gives_up_its_name_and_its_parts() {
-        let (db, user) = setup();
-        let old = insert_app(&db, &creation(&user, None), None).unwrap();
-        db.execute("UPDATE apps SET created_unix = 0", &[]).unwrap();
-        let new = insert_app(&db, &creation(&user, None), None).unwrap();
-        assert_ne!(old, new);
-        assert_eq!(
-            rows(&db, "SELECT DISTINCT app_id FROM env_vars"),
-            vec![new.to_string()]
-        );
+        for db in databases() {
+            let (db, user) = setup(db);
+            let old = insert_app(&db, &creation(&user, None), None).unwrap();
+            db.execute("UPDATE apps SET created_unix = 0", &[]).unwrap();
+            let new = insert_app(&db, &creation(&user, None), None).unwrap();
+            assert_ne!(old, new);
+            assert_eq!(
+                rows(&db, "SELECT DISTINCT app_id FROM env_vars"),
+                vec![new.to_string()]
+            );
+        }
     }
 
     #[test]

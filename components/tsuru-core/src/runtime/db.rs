@@ -183,20 +183,103 @@ pub struct SchemaCheck {
     pub migrate: Migration,
 }
 
-/// A write procedure: a temporary view whose `INSTEAD OF INSERT` trigger makes all of one
-/// write's changes, so that the write is one autocommit statement (`INSERT INTO <view>
-/// ... SELECT ... WHERE <checks>`): the write lock is held for one host call instead of
-/// one per change. The checks stay in the caller's SELECT; a SELECT that finds nothing
-/// fires nothing, and a failure in the trigger undoes the whole statement.
+/// A write procedure: a temporary view whose `INSTEAD OF INSERT` trigger runs `body`, so
+/// that a write of many changes is one autocommit statement (`INSERT INTO <view> SELECT
+/// ... WHERE <checks>`): the write lock is held for one host call instead of one per
+/// change. The checks stay in the caller's SELECT; a SELECT that finds nothing fires
+/// nothing, and a failure in the body undoes the whole statement.
 ///
 /// Temporary, so that only the request that calls it parses it: every request opens a
 /// new connection, which parses the whole schema on its first statement, and a trigger
-/// in the schema would cost every route that parse.
+/// in the schema would cost every route that parse. A database that refuses temporary
+/// objects (libSQL: `sqld` and its client do) runs the same body as statements of one
+/// transaction instead ([`Db::call`]).
 pub struct Procedure {
-    /// `CREATE TEMP VIEW IF NOT EXISTS <name> (<columns>) AS SELECT ... WHERE 0`
-    pub view: &'static str,
-    /// `CREATE TEMP TRIGGER IF NOT EXISTS ... INSTEAD OF INSERT ON <name> BEGIN ... END`
-    pub trigger: &'static str,
+    /// The view's name.
+    pub name: &'static str,
+    /// The view's columns: what the caller's SELECT gives, in order, and what the body
+    /// and `result` read as `NEW.<column>`.
+    pub columns: &'static [&'static str],
+    /// The statements the procedure runs, in order.
+    pub body: &'static [&'static str],
+    /// An expression evaluated once the body has run: the row [`Db::call`] returns.
+    pub result: &'static str,
+}
+
+impl Procedure {
+    /// `sql` with every `NEW.<column>` replaced by `name(column's position)`.
+    fn render(&self, sql: &str, mut name: impl FnMut(usize) -> String) -> String {
+        let mut out = String::with_capacity(sql.len());
+        let mut rest = sql;
+        while let Some(at) = rest.find("NEW.") {
+            let after = &rest[at + 4..];
+            let length = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            let standalone = !rest[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+            match self.columns.iter().position(|c| *c == &after[..length]) {
+                Some(column) if standalone => {
+                    out.push_str(&rest[..at]);
+                    out.push_str(&name(column));
+                }
+                _ => out.push_str(&rest[..at + 4 + length]),
+            }
+            rest = &after[length..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// `sql` with its `NEW.<column>`s as numbered parameters, and their values from `row`.
+    fn bind(&self, sql: &str, row: &Row) -> (String, Vec<Value>) {
+        let mut used: Vec<usize> = Vec::new();
+        let sql = self.render(sql, |column| {
+            let number = match used.iter().position(|u| *u == column) {
+                Some(i) => i + 1,
+                None => {
+                    used.push(column);
+                    used.len()
+                }
+            };
+            format!("?{number}")
+        });
+        let values = used
+            .iter()
+            .map(|i| row.0.get(*i).cloned().unwrap_or(Value::Null))
+            .collect();
+        (sql, values)
+    }
+
+    fn view(&self) -> String {
+        format!(
+            "CREATE TEMP VIEW IF NOT EXISTS {} ({}) AS SELECT {} WHERE 0",
+            self.name,
+            self.columns.join(", "),
+            vec!["NULL"; self.columns.len()].join(", ")
+        )
+    }
+
+    fn trigger(&self) -> String {
+        format!(
+            "CREATE TEMP TRIGGER IF NOT EXISTS {0}_call INSTEAD OF INSERT ON {0} BEGIN {1}; END",
+            self.name,
+            self.body.join("; ")
+        )
+    }
+
+    /// The one statement that calls the defined procedure: `RETURNING` reads the
+    /// inserted row by the view's name, once the trigger has run.
+    fn insert(&self, select: &str) -> String {
+        format!(
+            "INSERT INTO {} ({}) {select} RETURNING {}",
+            self.name,
+            self.columns.join(", "),
+            self.render(self.result, |column| format!(
+                "{}.{}",
+                self.name, self.columns[column]
+            ))
+        )
+    }
 }
 
 /// A request's database: one connection, opened on the first statement, and opened
@@ -215,6 +298,8 @@ pub struct Db {
     busy_handler_off: Cell<bool>,
     /// The procedures defined on this connection ([`Db::call`]).
     procedures: RefCell<Vec<&'static str>>,
+    /// Whether this database refused to define a procedure (it refuses temporary objects).
+    procedures_refused: Cell<bool>,
 }
 
 impl Db {
@@ -228,6 +313,7 @@ impl Db {
             begun: Cell::new(false),
             busy_handler_off: Cell::new(false),
             procedures: RefCell::new(Vec::new()),
+            procedures_refused: Cell::new(false),
         }
     }
 
@@ -399,22 +485,52 @@ impl Db {
         Ok(())
     }
 
-    /// Runs `insert`, an `INSERT INTO` the view of `procedure`, as one write on its own
-    /// ([`Db::write`]), defining the procedure on this connection first if needed (two
-    /// statements, before the write: creating temporary objects takes no lock on the
-    /// database).
+    /// Calls `procedure` with each row `select` finds (`SELECT <a value per column> ...
+    /// WHERE <checks>`) and returns `result` for each: one write on its own
+    /// ([`Db::write`]), the procedure defined on this connection first if needed (two
+    /// statements before the write; creating temporary objects takes no lock on the
+    /// database). Where it cannot be defined (a database that refuses temporary objects;
+    /// inside a transaction, whose rollback would undo the definition), the SELECT, the
+    /// body and the result run as statements of one transaction instead, with the same
+    /// outcome.
     pub fn call(
         &self,
         procedure: &Procedure,
-        insert: &str,
+        select: &str,
         params: &[Value],
     ) -> DbResult<Vec<Row>> {
-        if !self.procedures.borrow().contains(&procedure.view) {
-            self.execute(procedure.view, &[])?;
-            self.execute(procedure.trigger, &[])?;
-            self.procedures.borrow_mut().push(procedure.view);
+        let known = self.procedures.borrow().contains(&procedure.name);
+        let defined = known
+            || (!self.in_transaction.get()
+                && !self.procedures_refused.get()
+                && self.define(procedure));
+        if defined {
+            return self.write(&procedure.insert(select), params);
         }
-        self.write(insert, params)
+        self.transaction(|db| {
+            let mut results = Vec::new();
+            for row in db.query(select, params)? {
+                for statement in procedure.body {
+                    let (sql, values) = procedure.bind(statement, &row);
+                    db.execute(&sql, &values)?;
+                }
+                let (sql, values) = procedure.bind(&format!("SELECT {}", procedure.result), &row);
+                results.extend(db.query(&sql, &values)?);
+            }
+            Ok(results)
+        })
+    }
+
+    /// Defines `procedure` on this connection; false when the database refuses.
+    fn define(&self, procedure: &Procedure) -> bool {
+        let defined = self
+            .execute(&procedure.view(), &[])
+            .and_then(|_| self.execute(&procedure.trigger(), &[]));
+        match defined {
+            Ok(()) => self.procedures.borrow_mut().push(procedure.name),
+            Err(_) => self.procedures_refused.set(true),
+        }
+        defined.is_ok()
     }
 
     /// [`Db::write`] for a statement that returns at most one row.
@@ -463,14 +579,43 @@ pub mod native {
 
     pub struct NativeDb(pub rusqlite::Connection);
 
+    /// A connection that refuses temporary objects as libSQL does (its client answers
+    /// `unsupported statement`, and so does `sqld`).
+    pub struct LibsqlLike(pub NativeDb);
+
+    impl SqlBackend for LibsqlLike {
+        fn execute(&self, sql: &str, params: &[Value]) -> DbResult<Vec<Row>> {
+            let words: Vec<String> = sql
+                .split_whitespace()
+                .take(2)
+                .map(str::to_ascii_uppercase)
+                .collect();
+            match words.as_slice() {
+                [create, temp] if create == "CREATE" && temp.starts_with("TEMP") => {
+                    Err(DbError("unsupported statement".into()))
+                }
+                _ => self.0.execute(sql, params),
+            }
+        }
+    }
+
     impl NativeDb {
         /// A database of one in-memory connection, whose schema is the test's business.
         pub fn memory() -> Db {
+            Self::memory_db(|c| Box::new(NativeDb(c)))
+        }
+
+        /// [`NativeDb::memory`] refusing temporary objects ([`LibsqlLike`]).
+        pub fn memory_like_libsql() -> Db {
+            Self::memory_db(|c| Box::new(LibsqlLike(NativeDb(c))))
+        }
+
+        fn memory_db(backend: fn(rusqlite::Connection) -> Box<dyn SqlBackend>) -> Db {
             let connection = rusqlite::Connection::open_in_memory().expect("in-memory sqlite");
             let connection = std::cell::Cell::new(Some(connection));
             Db::new(
                 Box::new(move || match connection.take() {
-                    Some(c) => Ok(Box::new(NativeDb(c)) as Box<dyn SqlBackend>),
+                    Some(c) => Ok(backend(c)),
                     None => Err(DbError("the in-memory database was released".into())),
                 }),
                 SchemaCheck {
@@ -522,14 +667,16 @@ pub mod native {
 
 #[cfg(test)]
 mod tests {
-    use super::native::NativeDb;
-    use super::{Db, DbError, DbResult, Row, SchemaCheck, SqlBackend, Value, MAX_BOUND_VALUES};
+    use super::native::{LibsqlLike, NativeDb};
+    use super::{
+        Db, DbError, DbResult, Procedure, Row, SchemaCheck, SqlBackend, Value, MAX_BOUND_VALUES,
+    };
     use std::cell::RefCell;
     use std::rc::Rc;
 
     /// A connection to a database file that records every statement it is sent.
     struct Recorder {
-        inner: NativeDb,
+        inner: Box<dyn SqlBackend>,
         sent: Rc<RefCell<Vec<String>>>,
     }
 
@@ -554,13 +701,21 @@ mod tests {
     }
 
     fn recorded(path: &std::path::Path) -> (Db, Rc<RefCell<Vec<String>>>) {
+        recorded_on(path, |conn| Box::new(NativeDb(conn)))
+    }
+
+    /// [`recorded`] on the backend `backend` makes of each connection.
+    fn recorded_on(
+        path: &std::path::Path,
+        backend: fn(rusqlite::Connection) -> Box<dyn SqlBackend>,
+    ) -> (Db, Rc<RefCell<Vec<String>>>) {
         let sent = Rc::new(RefCell::new(Vec::new()));
         let (path, log) = (path.to_path_buf(), sent.clone());
         let db = Db::new(
             Box::new(move || {
                 let conn = rusqlite::Connection::open(&path).map_err(|e| DbError(e.to_string()))?;
                 Ok(Box::new(Recorder {
-                    inner: NativeDb(conn),
+                    inner: backend(conn),
                     sent: log.clone(),
                 }) as Box<dyn SqlBackend>)
             }),
@@ -570,6 +725,126 @@ mod tests {
             },
         );
         (db, sent)
+    }
+
+    /// Adds a member to a team and counts the team's members, refusing a full team.
+    const JOIN: Procedure = Procedure {
+        name: "joins",
+        columns: &["team", "member", "member_id"],
+        body: &[
+            "INSERT INTO members (team, member, id) VALUES (NEW.team, NEW.member, NEW.member_id)",
+            "UPDATE teams SET size = size + 1 WHERE name = NEW.team",
+        ],
+        result: "(SELECT size FROM teams WHERE name = NEW.team)",
+    };
+
+    const JOIN_SELECT: &str =
+        "SELECT ?1, ?2, ?3 WHERE (SELECT size < 2 FROM teams WHERE name = ?1)";
+
+    fn join_tables(db: &Db) {
+        for sql in [
+            "CREATE TABLE teams (name TEXT PRIMARY KEY, size INTEGER NOT NULL)",
+            "CREATE TABLE members (team TEXT, member TEXT, id INTEGER UNIQUE)",
+            "INSERT INTO teams VALUES ('dev', 0)",
+        ] {
+            db.execute(sql, &[]).unwrap();
+        }
+    }
+
+    fn join(db: &Db, member: &str, id: i64) -> DbResult<Vec<Row>> {
+        db.call(
+            &JOIN,
+            JOIN_SELECT,
+            &[Value::from("dev"), member.into(), id.into()],
+        )
+    }
+
+    #[test]
+    fn a_procedure_reads_its_columns_by_name_only() {
+        let (sql, values) = JOIN.bind(
+            "SELECT NEW.member_id, NEW.member, RENEW.member, NEW.member, NEW.other, NEW.team",
+            &Row(vec!["dev".into(), "ann".into(), 7.into()]),
+        );
+        assert_eq!(sql, "SELECT ?1, ?2, RENEW.member, ?2, NEW.other, ?3");
+        assert_eq!(values, [Value::from(7), "ann".into(), "dev".into()]);
+    }
+
+    #[test]
+    fn a_procedure_is_one_write_where_temporary_objects_are_allowed() {
+        let path = temp_db("procedure");
+        let (db, sent) = recorded(&path);
+        join_tables(&db);
+        sent.borrow_mut().clear();
+        assert_eq!(join(&db, "ann", 1).unwrap(), [Row(vec![1.into()])]);
+        let first = sent.borrow().clone();
+        assert_eq!(first.len(), 4, "{first:?}");
+        assert_eq!(first[0], JOIN.view());
+        assert_eq!(first[1], JOIN.trigger());
+        assert_eq!(first[2], "PRAGMA busy_timeout = 0");
+        assert_eq!(
+            first[3],
+            format!("INSERT INTO joins (team, member, member_id) {JOIN_SELECT} RETURNING (SELECT size FROM teams WHERE name = joins.team)")
+        );
+        // Defined once per connection; the checks refuse a full team; a failure in the
+        // body undoes the whole call.
+        sent.borrow_mut().clear();
+        assert!(join(&db, "bob", 1).unwrap_err().is_unique_violation());
+        assert_eq!(sent.borrow().len(), 1);
+        assert_eq!(join(&db, "bob", 2).unwrap(), [Row(vec![2.into()])]);
+        assert!(join(&db, "cy", 3).unwrap().is_empty());
+        let size = db.query(
+            "SELECT size, (SELECT COUNT(*) FROM members) FROM teams",
+            &[],
+        );
+        assert_eq!(size.unwrap(), [Row(vec![2.into(), 2.into()])]);
+        // Inside a transaction, on a new connection, it runs as statements: defining it
+        // there would be undone by a rollback.
+        db.release();
+        db.execute("UPDATE teams SET size = 0", &[]).unwrap();
+        sent.borrow_mut().clear();
+        let joined = db.transaction(|db| join(db, "dee", 4)).unwrap();
+        assert_eq!(joined, [Row(vec![1.into()])]);
+        assert!(
+            !sent.borrow().iter().any(|s| s.starts_with("CREATE")),
+            "{:?}",
+            sent.borrow()
+        );
+        remove_db(&path);
+    }
+
+    #[test]
+    fn a_procedure_runs_as_one_transaction_where_temporary_objects_are_refused() {
+        let path = temp_db("procedure-libsql");
+        let (db, sent) = recorded_on(&path, |conn| Box::new(LibsqlLike(NativeDb(conn))));
+        join_tables(&db);
+        sent.borrow_mut().clear();
+        assert_eq!(join(&db, "ann", 1).unwrap(), [Row(vec![1.into()])]);
+        assert_eq!(
+            *sent.borrow(),
+            [
+                "CREATE TEMP VIEW IF NOT EXISTS joins (team, member, member_id) AS SELECT NULL, NULL, NULL WHERE 0",
+                "PRAGMA busy_timeout = 0",
+                "BEGIN IMMEDIATE",
+                JOIN_SELECT,
+                "INSERT INTO members (team, member, id) VALUES (?1, ?2, ?3)",
+                "UPDATE teams SET size = size + 1 WHERE name = ?1",
+                "SELECT (SELECT size FROM teams WHERE name = ?1)",
+                "COMMIT",
+            ]
+        );
+        // Refused once per request; the same outcomes as the trigger's.
+        sent.borrow_mut().clear();
+        assert!(join(&db, "bob", 1).unwrap_err().is_unique_violation());
+        assert!(!sent.borrow().iter().any(|s| s.starts_with("CREATE")));
+        assert_eq!(sent.borrow().last().map(String::as_str), Some("ROLLBACK"));
+        assert_eq!(join(&db, "bob", 2).unwrap(), [Row(vec![2.into()])]);
+        assert!(join(&db, "cy", 3).unwrap().is_empty());
+        let size = db.query(
+            "SELECT size, (SELECT COUNT(*) FROM members) FROM teams",
+            &[],
+        );
+        assert_eq!(size.unwrap(), [Row(vec![2.into(), 2.into()])]);
+        remove_db(&path);
     }
 
     #[test]

@@ -304,7 +304,20 @@ fn current_version(db: &Db) -> DbResult<i64> {
 /// one app (platform `python`, state `ready`) per `(id, name)`.
 #[cfg(test)]
 pub fn test_db_with_apps(apps: &[(i64, &str)]) -> Db {
-    let db = crate::runtime::db::native::NativeDb::memory();
+    test_db_from(crate::runtime::db::native::NativeDb::memory(), apps)
+}
+
+/// [`test_db_with_apps`] on a database that refuses temporary objects, as libSQL does.
+#[cfg(test)]
+pub fn test_db_like_libsql(apps: &[(i64, &str)]) -> Db {
+    test_db_from(
+        crate::runtime::db::native::NativeDb::memory_like_libsql(),
+        apps,
+    )
+}
+
+#[cfg(test)]
+fn test_db_from(db: Db, apps: &[(i64, &str)]) -> Db {
     migrate(&db, &|| vec!["python".into()], "now").expect("migrate");
     for (id, name) in apps {
         db.execute(

@@ -1,5 +1,6 @@
-//! `HostConfig::sqlite_idle_timeout`: the host behaves like Spin on a remote libSQL
-//! database, whose server drops a connection's stream after some idle time.
+//! `HostConfig::sqlite_idle_timeout` and `HostConfig::sqlite_libsql_client`: the host
+//! behaves like Spin on a remote libSQL database, whose server drops a connection's stream
+//! after some idle time, and whose client refuses some statements.
 //!
 //! Runs the test probe (`cargo build --target wasm32-wasip1 --release -p probe` first) from
 //! a manifest of its own, so these tests do not depend on the product's components.
@@ -9,7 +10,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use spin_test_host::{HostConfig, RunningHost, STREAM_EXPIRED_MESSAGE};
+use spin_test_host::{
+    libsql_client_refuses, HostConfig, RunningHost, STREAM_EXPIRED_MESSAGE,
+    UNSUPPORTED_STATEMENT_MESSAGE,
+};
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -42,6 +46,11 @@ impl Drop for Scratch {
 
 /// Serves the probe at `/probe/...` with the given idle timeout.
 fn start(name: &str, idle_timeout: Option<Duration>) -> (RunningHost, Scratch) {
+    start_with(name, |config| config.sqlite_idle_timeout = idle_timeout)
+}
+
+/// Serves the probe at `/probe/...`, configured by `configure`.
+fn start_with(name: &str, configure: impl FnOnce(&mut HostConfig)) -> (RunningHost, Scratch) {
     let probe = target_dir().join("wasm32-wasip1/release/probe.wasm");
     assert!(
         probe.exists(),
@@ -75,7 +84,7 @@ sqlite_databases = ["default"]
     config.use_process_env = false;
     config.echo_component_output = false;
     config.cache_dir = Some(target_dir().join("spin-test-host-cache"));
-    config.sqlite_idle_timeout = idle_timeout;
+    configure(&mut config);
     let host = RunningHost::start(config).expect("start the host");
     (host, scratch)
 }
@@ -217,4 +226,70 @@ fn expiry_rolls_back_and_releases_the_write_lock_on_time() {
         get(addr, "/probe/sql/read?key=other"),
         (200, "2".to_string())
     );
+}
+
+#[test]
+fn the_libsql_client_refuses_what_its_classifier_does_not_know() {
+    for refused in [
+        "CREATE TEMP VIEW v AS SELECT 1",
+        "create temporary table t (x)",
+        "CREATE TEMP TRIGGER IF NOT EXISTS t INSTEAD OF INSERT ON v BEGIN SELECT 1; END",
+        "PRAGMA busy_timeout = 0",
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA main.synchronous=NORMAL;",
+        "PRAGMA optimize",
+    ] {
+        assert!(libsql_client_refuses(refused), "{refused}");
+    }
+    for allowed in [
+        "CREATE TABLE t (x)",
+        "CREATE VIEW v AS SELECT 1",
+        "SELECT 'CREATE TEMP VIEW'",
+        "PRAGMA user_version = 3",
+        "PRAGMA user_version",
+        "PRAGMA busy_timeout",
+        "PRAGMA foreign_keys = ON",
+        "INSERT INTO t VALUES (1)",
+    ] {
+        assert!(!libsql_client_refuses(allowed), "{allowed}");
+    }
+}
+
+#[test]
+fn refused_statements_fail_as_on_libsql_and_run_nothing() {
+    let execute = |host: &RunningHost, sql: &str| {
+        let query: String = url_encode(sql);
+        get(host.addr(), &format!("/probe/sql/execute?sql={query}"))
+    };
+    let (libsql, _scratch) = start_with("libsql-client", |c| c.sqlite_libsql_client = true);
+    let refused = execute(&libsql, "CREATE TEMP VIEW v AS SELECT 1");
+    assert_eq!(
+        refused,
+        (
+            500,
+            format!("error: Error::Io({UNSUPPORTED_STATEMENT_MESSAGE:?})")
+        )
+    );
+    assert_eq!(UNSUPPORTED_STATEMENT_MESSAGE, "unsupported statement");
+    assert_eq!(execute(&libsql, "SELECT * FROM v").0, 500);
+    assert_eq!(
+        execute(&libsql, "CREATE VIEW w AS SELECT 1"),
+        (200, "rows: 0".into())
+    );
+    assert_eq!(execute(&libsql, "SELECT * FROM w"), (200, "rows: 1".into()));
+    let (local, _scratch) = start("local-client", None);
+    assert_eq!(
+        execute(&local, "CREATE TEMP VIEW v AS SELECT 1"),
+        (200, "rows: 0".into())
+    );
+}
+
+/// `s` as a query-string value.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
