@@ -207,8 +207,8 @@ pub struct Procedure {
 }
 
 impl Procedure {
-    /// `sql` with every `NEW.<column>` replaced by `name(column's position)`.
-    fn render(&self, sql: &str, mut name: impl FnMut(usize) -> String) -> String {
+    /// `sql` with every `NEW.<column>` replaced by `replace(column's position)`.
+    fn render(&self, sql: &str, mut replace: impl FnMut(usize) -> String) -> String {
         let mut out = String::with_capacity(sql.len());
         let mut rest = sql;
         while let Some(at) = rest.find("NEW.") {
@@ -220,7 +220,7 @@ impl Procedure {
             match self.columns.iter().position(|c| *c == &after[..length]) {
                 Some(column) if standalone => {
                     out.push_str(&rest[..at]);
-                    out.push_str(&name(column));
+                    out.push_str(&replace(column));
                 }
                 _ => out.push_str(&rest[..at + 4 + length]),
             }
