@@ -460,9 +460,27 @@ impl Conn {
     }
 
     fn exchange(&mut self, req: RequestBuilder, close: bool) -> std::io::Result<Resp> {
-        self.writer.write_all(&req.encode(close))?;
-        self.writer.flush()?;
-        let (status, headers) = read_head(&mut self.reader)?.ok_or_else(|| {
+        // A server may answer before it has read the whole body (one too large) and close
+        // the connection; as HTTP clients do, the answer it sent is read all the same.
+        let sent = self
+            .writer
+            .write_all(&req.encode(close))
+            .and_then(|()| self.writer.flush());
+        let head = match sent {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                read_head(&mut self.reader).map_err(|_| e)?
+            }
+            other => {
+                other?;
+                read_head(&mut self.reader)?
+            }
+        };
+        let (status, headers) = head.ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "connection closed before a response",
