@@ -5,6 +5,7 @@
 
 use crate::apps::records::{load_for_user, repository_url};
 use crate::apps::{bound_services, quota, units};
+use crate::identity::tokens;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::User;
@@ -12,7 +13,7 @@ use crate::runtime::context::Ctx;
 use crate::runtime::db::{Db, Procedure, Value};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
-use crate::runtime::secrets::{new_token, sha256_hex};
+use crate::runtime::secrets::new_token;
 use crate::runtime::time::{now_rfc3339, now_unix};
 use crate::upstream::gandalf;
 use crate::upstream::provisioner::{self, UnitStatus};
@@ -114,11 +115,14 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         Vec::new()
     };
     let mut repository_created = false;
-    if !at_once {
-        if let Err(e) = set_up(ctx, &creation, app_id, &members, &mut repository_created) {
-            undo_creation(ctx, &creation, app_id, repository_created);
-            return Err(e);
-        }
+    let done = tokens::store_app_token(ctx.kv()?, &creation.token, &creation.name, Some(app_id))
+        .and_then(|_| match at_once {
+            true => Ok(()),
+            false => set_up(ctx, &creation, app_id, &members, &mut repository_created),
+        });
+    if let Err(e) = done {
+        undo_creation(ctx, &creation, app_id, repository_created);
+        return Err(e);
     }
     Ok(Response::json(&json!({
         "status": "success",
@@ -130,8 +134,7 @@ fn creation_failed(app: &str, why: &str) -> String {
     format!("Tsuru failed to create the app \"{app}\": {why}")
 }
 
-/// A new app: its row (with the SHA-256 of its token, which authenticates the app's
-/// calls from then on, `access::authenticate`), its owner's teams, its unit quota (when `units_limit` is set) with
+/// A new app: its row, its owner's teams, its unit quota (when `units_limit` is set) with
 /// its first unit's item counted, its three private variables ([`Creation::variables`]),
 /// its first unit (when `unit_name` is set) and the `create-app` event (when `action` is
 /// set). Returns the app's id.
@@ -156,12 +159,11 @@ const APP_CREATION: Procedure = Procedure {
         "actor",
         "action",
         "extra",
-        "token_hash",
     ],
     body: &[
         "INSERT INTO apps (name, platform, owner, owner_id, state, next_unit, created_at, \
-         created_unix, token_hash) VALUES (NEW.name, NEW.platform, NEW.owner, NEW.owner_id, \
-         NEW.state, 1, NEW.created_at, NEW.created_unix, NEW.token_hash)",
+         created_unix) VALUES (NEW.name, NEW.platform, NEW.owner, NEW.owner_id, NEW.state, 1, \
+         NEW.created_at, NEW.created_unix)",
         "INSERT INTO app_teams (app_id, team_id) SELECT a.id, m.team_id \
          FROM apps a, team_members m WHERE a.name = NEW.name AND m.user_id = NEW.owner_id",
         "INSERT INTO quotas (app_id, \"limit\") SELECT id, NEW.units_limit FROM apps \
@@ -185,7 +187,7 @@ const APP_CREATION: Procedure = Procedure {
 
 /// Side effects 1–2 of `POST /apps`, with checks 5–7, in one statement so that
 /// concurrent creations see each other: the [`APP_CREATION`] procedure makes the app's
-/// row with its token, its teams, quota and variables, and, given the `started` first unit, the unit
+/// row, its teams, quota and variables, and, given the `started` first unit, the unit
 /// and the `create-app` event with the app `ready` (else it is `pending`). Its SELECT
 /// checks the owner's quota and teams. Returns the app's id.
 ///
@@ -204,8 +206,7 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
     };
     // The procedure's columns, in order.
     let select = format!(
-        "SELECT ?1, ?4, ?3, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-         ?21 \
+        "SELECT ?1, ?4, ?3, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20 \
          WHERE ?9 AND COALESCE({}, 1) > 0 \
          AND EXISTS (SELECT 1 FROM team_members WHERE user_id = ?3)",
         quota::user_room_column("?3", ABANDONED)
@@ -243,7 +244,6 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
         )),
         None => params.extend([Value::Null, Value::Null, Value::Null, Value::Null]),
     }
-    params.push(Value::from(sha256_hex(c.token.as_bytes())));
     // The app's id, or whether the name was taken.
     let attempt = |db: &Db| -> ApiResult<Result<i64, bool>> {
         match db.call(&APP_CREATION, &select, &params) {
@@ -377,9 +377,9 @@ fn record_ready(
     Ok(())
 }
 
-/// Undoes `POST /apps` in reverse order after a failure in side effects 3–4; each
+/// Undoes `POST /apps` in reverse order after a failure in side effects 2–4; each
 /// undo step that fails is reported on stderr. The app's row goes last, by id, taking
-/// its token, teams, variables and quota with it.
+/// its teams, variables and quota with it.
 fn undo_creation(ctx: &Ctx, c: &Creation, app_id: i64, repository_created: bool) {
     if repository_created {
         log_failure(
@@ -388,6 +388,8 @@ fn undo_creation(ctx: &Ctx, c: &Creation, app_id: i64, repository_created: bool)
             gandalf::remove_repository(ctx, &c.name),
         );
     }
+    let token = ctx.kv().and_then(|kv| tokens::delete_token(kv, &c.token));
+    log_failure("delete app token", &c.name, token.map_err(|e| e.message));
     let rows = ctx.db().and_then(|db| {
         db.write("DELETE FROM apps WHERE id = ?", params![app_id])
             .map(drop)
@@ -498,11 +500,6 @@ mod tests {
             vec![format!("{id} ready 1 1")]
         );
             assert_ne!(id, 40);
-            // The token is kept only as its SHA-256, on the app's row.
-            assert_eq!(
-                rows(&db, "SELECT token_hash FROM apps WHERE name = 'web'"),
-                vec![sha256_hex(b"t0k")]
-            );
             assert_eq!(rows(&db, "SELECT team_id FROM app_teams"), vec!["3"]);
             assert_eq!(
             rows(&db, &format!("SELECT q.\"limit\" || ' ' || i.item FROM quotas q JOIN quota_items i ON i.quota_id = q.id WHERE q.app_id = {id}")),

@@ -1,9 +1,8 @@
 //! Access checks (API.md 1.3): the auth levels routes declare, and authentication of the
 //! request's bearer token against its key-value record (user tokens against the user's
-//! revocation epoch, app tokens against the app's serial) or, for the token an app was
-//! created with, against the app's row.
+//! revocation epoch, app tokens against the app's serial).
 
-use crate::identity::tokens::{token_key, TokenRecord, APP_TOKEN_SECONDS};
+use crate::identity::tokens::{token_key, TokenRecord};
 use crate::params;
 use crate::runtime::caller::{AppCaller, Caller, User};
 use crate::runtime::context::Ctx;
@@ -94,28 +93,14 @@ const LEGACY_USER_BY_EMAIL: &str = "SELECT v.user_version, u.id, u.email, u.toke
 const APP_ALIVE: &str = "SELECT v.user_version, a.id FROM pragma_user_version v \
      LEFT JOIN apps a ON a.id = ?1 AND a.name = ?2";
 
-/// The app created with a token (`apps.token_hash`) while the token is valid, and the
-/// schema version: `?1` the token's SHA-256, `?2` the earliest creation time still valid.
-const APP_BY_OWN_TOKEN: &str = "SELECT v.user_version, a.id, a.name FROM pragma_user_version v \
-     LEFT JOIN apps a ON a.token_hash = ?1 AND a.created_unix > ?2";
-
 /// Resolves the request's token to a caller, or answers the exact 401 of API.md 1.3.
-/// One key-value read, and one statement that is also the request's schema check. A
-/// token with no key-value record may be the one an app was created with, which is kept
-/// with the app (`apps.token_hash`).
+/// One key-value read, and one statement that is also the request's schema check.
 pub fn authenticate(ctx: &Ctx) -> ApiResult<Caller> {
     let token = bearer_token(ctx.req.header("authorization"))?;
     let hash = sha256_hex(token.as_bytes());
     let kv = ctx.kv()?;
     let Some(record) = kv.get_json::<TokenRecord>(&token_key(&hash))? else {
-        let since = now_unix() - APP_TOKEN_SECONDS;
-        let rows = ctx
-            .db()?
-            .query_first(APP_BY_OWN_TOKEN, params![hash.as_str(), since])?;
-        return match rows.first().and_then(|r| Some((r.opt_int(1)?, r.text(2)))) {
-            Some((id, app)) => Ok(Caller::App(AppCaller { app, id: Some(id) })),
-            None => Err(ApiError::invalid_token()),
-        };
+        return Err(ApiError::invalid_token());
     };
     if record.expires <= now_unix() {
         kv.delete(&token_key(&hash))?;
@@ -292,55 +277,6 @@ mod authenticate_tests {
             .unwrap();
         assert_eq!(
             authenticate(&ctx_with(platform, &bound)).unwrap_err(),
-            ApiError::invalid_token()
-        );
-    }
-
-    #[test]
-    fn the_token_an_app_was_created_with_is_checked_against_the_app_row() {
-        let platform = setup();
-        let ctx = ctx_with(platform, "x");
-        let db = ctx.db().unwrap();
-        let own = crate::runtime::secrets::new_token().unwrap();
-        let created = |unix: i64| {
-            db.execute(
-                "UPDATE apps SET token_hash = ?, created_unix = ? WHERE id = 7",
-                params![sha256_hex(own.as_bytes()), unix],
-            )
-            .unwrap()
-        };
-        created(now_unix());
-        assert_eq!(
-            authenticate(&ctx_with(platform, &own)).unwrap(),
-            Caller::App(AppCaller {
-                app: "web".into(),
-                id: Some(7)
-            })
-        );
-        // No record and no app: unknown.
-        let unknown = crate::runtime::secrets::new_token().unwrap();
-        assert_eq!(
-            authenticate(&ctx_with(platform, &unknown)).unwrap_err(),
-            ApiError::invalid_token()
-        );
-        // A year after the app's creation the token has expired.
-        created(now_unix() - APP_TOKEN_SECONDS - 1);
-        assert_eq!(
-            authenticate(&ctx_with(platform, &own)).unwrap_err(),
-            ApiError::invalid_token()
-        );
-        created(now_unix() - APP_TOKEN_SECONDS + 60);
-        assert!(authenticate(&ctx_with(platform, &own)).is_ok());
-        // It goes with the app's row; a namesake created later has a token of its own.
-        db.execute("DELETE FROM apps WHERE id = 7", &[]).unwrap();
-        db.execute(
-            "INSERT INTO apps (id, name, platform, owner, state, created_at, created_unix) \
-             VALUES (8, 'web', 'python', 'a@b.com', 'ready', 'now', ?)",
-            params![now_unix()],
-        )
-        .unwrap();
-        assert_eq!(
-            authenticate(&ctx_with(platform, &own)).unwrap_err(),
             ApiError::invalid_token()
         );
     }

@@ -81,15 +81,26 @@ pub fn issue_user_token(
     Ok(token)
 }
 
-/// Issues an app token (`POST /tokens`): bound to the app `serial` when the app exists,
-/// else a system token for any client name. Returns the token and its record. (The
-/// token an app is created with is kept with the app instead: `apps.token_hash`.)
+/// Issues an app token: bound to the app `serial` when the app exists, else a system
+/// token for any client name. Returns the token and its record.
 pub fn issue_app_token(
     kv: &Kv,
     app: &str,
     serial: Option<i64>,
 ) -> ApiResult<(String, TokenRecord)> {
     let token = new_token()?;
+    let record = store_app_token(kv, &token, app, serial)?;
+    Ok((token, record))
+}
+
+/// Stores the record of an app token drawn beforehand with `util::new_token` (app
+/// creation writes the token into the app's variables before storing its record).
+pub fn store_app_token(
+    kv: &Kv,
+    token: &str,
+    app: &str,
+    serial: Option<i64>,
+) -> ApiResult<TokenRecord> {
     let now = now_unix();
     let record = TokenRecord {
         kind: "app".into(),
@@ -102,7 +113,7 @@ pub fn issue_app_token(
         expires: now + APP_TOKEN_SECONDS,
     };
     kv.set_json(&token_key(&sha256_hex(token.as_bytes())), &record)?;
-    Ok((token, record))
+    Ok(record)
 }
 
 /// Deletes the record of one presented token (logout, rollback of an issued token).

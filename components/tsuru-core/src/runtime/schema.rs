@@ -245,13 +245,6 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "DROP TABLE v3_teams",
     "DROP TABLE v3_user_keys",
     "DROP TABLE v3_users",
-], &[
-    // 5: the token an app is created with is kept with the app (its SHA-256, hex), written
-    // in the creation's one statement instead of a key-value write after it, and gone
-    // with the app's row. It expires `APP_TOKEN_SECONDS` after `created_unix`. Tokens
-    // issued before, and by `POST /tokens`, stay key-value records.
-    "ALTER TABLE apps ADD COLUMN token_hash TEXT",
-    "CREATE UNIQUE INDEX apps_token_hash ON apps (token_hash)",
 ]];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
