@@ -14,6 +14,7 @@
 //! cargo run -p bench -- --rounds 1 --calls     # one round; list every host call too
 //! cargo run -p bench -- --apps 100             # a smaller scaling run
 //! cargo run -p bench -- --only /env --calls    # just the matching routes, no targets
+//! cargo run -p bench -- --route "POST /apps"    # that route alone
 //! ```
 //!
 //! Read routes, write routes (each create paired with the delete that cleans up after it)
@@ -79,6 +80,9 @@ struct Options {
     /// A route that consumes what another creates needs it chosen too (`/teams` takes
     /// both `POST /teams` and `DELETE /teams/:team`).
     only: Option<String>,
+    /// `--route`: [`Options::only`] names one route exactly (`POST /apps` alone, not
+    /// every route under it): for profiles and A/B runs of that route.
+    exact: bool,
 }
 
 /// How long and how big each part of a run is.
@@ -97,6 +101,16 @@ struct Scale {
 }
 
 impl Options {
+    /// Whether `--only` or `--route` picks the route named `name` (the no-op always).
+    fn chooses(&self, name: &str) -> bool {
+        match &self.only {
+            _ if name == NOOP => true,
+            Some(only) if self.exact => name == only,
+            Some(only) => name.contains(only.as_str()),
+            None => true,
+        }
+    }
+
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             smoke: false,
@@ -105,6 +119,7 @@ impl Options {
             calls: false,
             apps: None,
             only: None,
+            exact: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -115,9 +130,13 @@ impl Options {
                 "--rounds" => options.rounds = Some(positive(args.next(), "--rounds")?),
                 "--apps" => options.apps = Some(positive(args.next(), "--apps")?),
                 "--only" => options.only = Some(args.next().ok_or("--only needs a route")?),
+                "--route" => {
+                    options.only = Some(args.next().ok_or("--route needs a route")?);
+                    options.exact = true;
+                }
                 "-h" | "--help" => {
                     println!(
-                        "usage: bench [--smoke] [--threads N] [--rounds N] [--apps N] [--only TEXT] [--calls]"
+                        "usage: bench [--smoke] [--threads N] [--rounds N] [--apps N] [--only TEXT | --route NAME] [--calls]"
                     );
                     std::process::exit(0);
                 }
@@ -592,11 +611,15 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
         }),
     ];
 
-    if let Some(only) = &options.only {
+    if options.only.is_some() {
         let chosen: Vec<&Endpoint> = endpoints
             .iter()
-            .filter(|e| e.name == NOOP || e.name.contains(only.as_str()))
+            .filter(|e| options.chooses(e.name))
             .collect();
+        if chosen.iter().all(|e| e.name == NOOP) {
+            let only = options.only.as_deref().unwrap_or_default();
+            return Err(format!("no route matches {only:?}"));
+        }
         for &clients in &counts {
             // Rounds go over every chosen route in turn, as in the full run, so a route
             // that hands items to another (grant and revoke) refills its pool each round.
@@ -615,7 +638,7 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
         }
         let chosen: Vec<Endpoint> = endpoints
             .into_iter()
-            .filter(|e| e.name == NOOP || e.name.contains(only.as_str()))
+            .filter(|e| options.chooses(e.name))
             .collect();
         host_calls(app, &chosen, options.calls);
         return Ok(());

@@ -19,7 +19,7 @@ use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The process-wide engine: compiled components are tied to the engine that made
 /// them, so every host in the process shares this one.
@@ -30,8 +30,60 @@ pub fn engine() -> &'static Engine {
         config.wasm_component_model(true);
         // Keep the native stack of guest code well below tokio's 2 MiB worker stacks.
         config.max_wasm_stack(512 * 1024);
+        if pooling_fits() {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(spin_pool()));
+        }
         Engine::new(&config).unwrap_or_else(|e| panic!("cannot create wasmtime engine: {e}"))
     })
+}
+
+/// Instances live at once in Spin's default pool (`SPIN_MAX_INSTANCE_COUNT`).
+const POOL_INSTANCES: u32 = 1_000;
+const MB: usize = 1 << 20;
+
+/// Spin 4's default instance pool (its `spin-core` `Config::default`): every request's
+/// instance takes a slot whose memory is reset, not mapped and unmapped, which is most
+/// of what a request costs the kernel. Without it the test host would pay per request
+/// what Spin does not, and the benchmark would measure that instead of the components.
+fn spin_pool() -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_INSTANCES)
+        .total_memories(POOL_INSTANCES)
+        .total_tables(2 * POOL_INSTANCES)
+        .total_stacks(POOL_INSTANCES)
+        .total_core_instances(4 * POOL_INSTANCES)
+        .table_elements(100_000)
+        .max_component_instance_size(10 * MB)
+        .max_core_instance_size(10 * MB)
+        .max_core_instances_per_component(200)
+        .max_tables_per_component(64)
+        .max_memories_per_component(32)
+        .max_tables_per_module(2)
+        .max_memories_per_module(2)
+        .max_memory_size(4 * 1024 * MB)
+        .linear_memory_keep_resident(2 * MB)
+        .table_keep_resident(MB / 2);
+    pool
+}
+
+/// Whether the pool's address space can be reserved, as Spin decides: it tries a 42-bit
+/// reservation and falls back to plain allocation where the system refuses (some 39-bit
+/// machines). `SPIN_WASMTIME_POOLING=0|1` overrides, as it does for Spin.
+fn pooling_fits() -> bool {
+    match std::env::var("SPIN_WASMTIME_POOLING").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    const BITS: u32 = 42;
+    let mut probe = Config::new();
+    probe.wasm_memory64(true).memory_reservation(1 << BITS);
+    let Ok(engine) = Engine::new(&probe) else {
+        return false;
+    };
+    let mut store = wasmtime::Store::new(&engine, ());
+    let ty = wasmtime::MemoryType::new64(0, Some(1 << (BITS - 16)));
+    wasmtime::Memory::new(&mut store, ty).is_ok()
 }
 
 /// One cache entry: filled by whichever host compiles the component first.
