@@ -129,7 +129,10 @@ impl Options {
                 "--threads" => options.threads = Some(positive(args.next(), "--threads")?),
                 "--rounds" => options.rounds = Some(positive(args.next(), "--rounds")?),
                 "--apps" => options.apps = Some(positive(args.next(), "--apps")?),
-                "--only" => options.only = Some(args.next().ok_or("--only needs a route")?),
+                "--only" => {
+                    options.only = Some(args.next().ok_or("--only needs a route")?);
+                    options.exact = false;
+                }
                 "--route" => {
                     options.only = Some(args.next().ok_or("--route needs a route")?);
                     options.exact = true;
