@@ -57,33 +57,15 @@ fn every_component_starts_with_at_most_half_a_mib_of_memory() {
     );
 }
 
-/// The initial size, in bytes, of a core wasm module's first memory (its memory section).
+/// The initial size, in bytes, of a core wasm module's first memory (`None`: no memory
+/// section, or a module that does not parse).
 fn initial_memory(module: &[u8]) -> Option<u64> {
-    fn leb(bytes: &[u8], at: &mut usize) -> Option<u64> {
-        let (mut value, mut shift) = (0u64, 0);
-        loop {
-            let byte = *bytes.get(*at)?;
-            *at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte < 0x80 {
-                return Some(value);
-            }
-            shift += 7;
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.ok()? {
+            let memory = memories.into_iter().next()?.ok()?;
+            let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+            return Some(memory.initial * page);
         }
-    }
-    const MEMORY_SECTION: u8 = 5;
-    let mut at = 8; // magic and version
-    while at < module.len() {
-        let id = module[at];
-        at += 1;
-        let size = leb(module, &mut at)? as usize;
-        if id == MEMORY_SECTION {
-            let mut entry = at;
-            leb(module, &mut entry)?; // the number of memories
-            entry += 1; // limits flags
-            return Some(leb(module, &mut entry)? * 64 * 1024);
-        }
-        at += size;
     }
     None
 }
