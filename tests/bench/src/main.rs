@@ -3,7 +3,8 @@
 //! concurrent clients, and prints per route requests per second, p50/p99 latency, the
 //! ratio to the probe's no-op route, answers with another status than expected and
 //! component output lines saying "database is locked"; then `GET /apps` again once the
-//! database holds 10,000 apps (created through the API), how many SQLite statements,
+//! database holds 10,000 apps (created through the API), taking turns with the no-op
+//! again (the slowdown compares the two ratios to it), how many SQLite statements,
 //! SQLite opens and key-value calls one request of each route makes, and the targets
 //! with PASS/MISS.
 //!
@@ -721,27 +722,39 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
         seeding.as_secs_f64(),
         seeded as f64 / seeding.as_secs_f64().max(1e-9),
     );
-    let apps = find(&endpoints, APPS);
+    // The listing takes turns with the no-op, as in the rounds above, and the slowdown
+    // compares its ratios to the no-op: the machine's own drift between the two
+    // measurements (minutes apart) is not the database's growth.
+    let (apps, noop) = (find(&endpoints, APPS), find(&endpoints, NOOP));
     let mut scaling = Vec::new();
     for m in &measured {
-        let mut large = Vec::new();
+        let (mut large, mut noop_after) = (Vec::new(), Vec::new());
         for _ in 0..scale.rounds {
+            noop_after.push(measure(app, m.clients, &scale, noop)?);
             large.push(measure(app, m.clients, &scale, apps)?);
         }
-        let large = summarize_rounds(large);
-        if let Some(first) = &large.first_unexpected {
+        let (large, noop_after) = (summarize_rounds(large), summarize_rounds(noop_after));
+        if let Some(first) = large
+            .first_unexpected
+            .iter()
+            .chain(&noop_after.first_unexpected)
+            .next()
+        {
             return Err(format!("{APPS} at {after} apps: {first}"));
         }
         let small = &m.get(APPS).median;
-        let slowdown = small.per_second() / large.median.per_second();
+        let ratio_before = small.per_second() / m.get(NOOP).median.per_second();
+        let ratio_after = large.median.per_second() / noop_after.median.per_second();
+        let slowdown = ratio_before / ratio_after;
         println!(
-            "  {} clients: {before} apps {:8.1} req/s  p50 {:6.2} ms | {after} apps {:8.1} req/s  p50 {:6.2} ms  p99 {:6.2} ms | slowdown {slowdown:.2}",
+            "  {} clients: {before} apps {:8.1} req/s  p50 {:6.2} ms  {ratio_before:.2}x | {after} apps {:8.1} req/s  p50 {:6.2} ms  p99 {:6.2} ms  {ratio_after:.2}x | slowdown {slowdown:.2} (of the ratios to the no-op; of the rates: {:.2})",
             m.clients,
             small.per_second(),
             ms(small.p50),
             large.median.per_second(),
             ms(large.median.p50),
             ms(large.median.p99),
+            small.per_second() / large.median.per_second(),
         );
         scaling.push((m.clients, slowdown));
     }
