@@ -500,3 +500,63 @@ fn deeply_nested_input_is_a_client_error_not_a_crash() {
     // The components still serve.
     assert_eq!(app.get("/teams").bearer(&alice).send().status, 200);
 }
+
+const TOO_MANY_VARIABLES: &str = "Too many environment variables: an app may hold at most 1000, of at most 1048576 bytes of names and values in all.\n";
+
+/// `count` variables named `<prefix><i>` as a JSON object.
+fn variables(prefix: &str, count: usize, value: &str) -> serde_json::Value {
+    (0..count)
+        .map(|i| (format!("{prefix}{i}"), json!(value)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// An app holds at most 1,000 variables and 1 MiB of names and values, checked in the
+/// write itself: concurrent writes near the limit never pass it together.
+#[test]
+fn an_app_holds_a_bounded_environment_even_under_concurrent_writes() {
+    let app = app().start();
+    let (_, alice) = e2e::apps::alice_with_web(&app);
+    let count = || {
+        let listed = app.get("/apps/web/env").bearer(&alice).send();
+        assert_eq!(listed.status, 200, "{}", listed.text());
+        listed.json().as_array().unwrap().len()
+    };
+    let private = count();
+    // Eight writers of 150 new names each, where at most 1,000 fit in all.
+    let answers = parallel(8, |w| {
+        app.post("/apps/web/env")
+            .bearer(&alice)
+            .json(&variables(&format!("W{w}_"), 150, "x"))
+    });
+    let accepted = answers.iter().filter(|r| r.status == 200).count();
+    for refused in answers.iter().filter(|r| r.status != 200) {
+        refused.assert_is(400, TOO_MANY_VARIABLES);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(accepted, (1000 - private) / 150, "{statuses:?}");
+    assert_eq!(count(), private + 150 * accepted);
+    // Fill to the limit exactly; one more is refused and writes nothing.
+    let room = 1000 - count();
+    let set = |body: serde_json::Value| app.post("/apps/web/env").bearer(&alice).json(&body).send();
+    assert_eq!(set(variables("FILL_", room, "x")).status, 200);
+    set(variables("MORE_", 1, "x")).assert_is(400, TOO_MANY_VARIABLES);
+    assert_eq!(count(), 1000);
+    // Replacing variables at the limit is fine; removing some makes room again.
+    assert_eq!(set(variables("FILL_", room, "y")).status, 200);
+    let removed = app
+        .delete("/apps/web/env?name=FILL_0")
+        .bearer(&alice)
+        .send();
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(set(variables("MORE_", 1, "x")).status, 200);
+    // More than the limit in one request is refused before anything is written.
+    let bob = user(&app, "bob@example.com");
+    team(&app, &bob, "bobs");
+    e2e::apps::create_app(&app, &bob, "big");
+    let big = |body: serde_json::Value| app.post("/apps/big/env").bearer(&bob).json(&body).send();
+    big(variables("V", 1001, "x")).assert_is(400, TOO_MANY_VARIABLES);
+    let half = "x".repeat(600 * 1024);
+    assert_eq!(big(variables("A", 1, &half)).status, 200);
+    big(variables("B", 1, &half)).assert_is(400, TOO_MANY_VARIABLES);
+}

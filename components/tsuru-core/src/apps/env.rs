@@ -29,6 +29,34 @@ pub const PRIVATE_MASK: &str = "*** (private variable)";
 /// Variables one statement writes (3 parameters each, well under SQLite's limit).
 const WRITE_BATCH: usize = 300;
 
+/// The most variables an app may hold, and the most bytes of their names and values:
+/// an app's whole environment goes to the provisioner with every deploy and back with
+/// every read, and one tenant's writes should not fill the database everyone shares.
+pub const MAX_VARIABLES: usize = 1000;
+pub const MAX_VARIABLE_BYTES: usize = 1024 * 1024;
+
+fn too_many() -> ApiError {
+    ApiError::bad_request(format!(
+        "Too many environment variables: an app may hold at most {MAX_VARIABLES}, \
+         of at most {MAX_VARIABLE_BYTES} bytes of names and values in all."
+    ))
+}
+
+/// Bytes of a variable as the limit counts them.
+fn size(name: &str, value: &str) -> usize {
+    name.len() + value.len()
+}
+
+/// Whether app `a`'s variables other than those named by `names` (SQL parameters), with
+/// a batch of `?5` variables of `?6` bytes, stay within the limits (`?7`, `?8`).
+fn within_limits(names: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) + ?5 <= ?7 AND TOTAL(length(CAST(e.name AS BLOB)) \
+         + length(CAST(e.value AS BLOB))) + ?6 <= ?8 FROM env_vars e \
+         WHERE e.app_id = a.id AND e.name NOT IN ({names}))"
+    )
+}
+
 pub fn is_reserved(name: &str) -> bool {
     RESERVED.contains(&name)
 }
@@ -98,9 +126,9 @@ pub fn set_private(
     )
 }
 
-/// Stores public variables in the app of `target`, whose insert checks it, except
-/// reserved names and names that exist as private: `404`, `403`, or the app's id and
-/// the names stored.
+/// Stores public variables in the app of `target`, whose insert checks it and the
+/// limits, except reserved names and names that exist as private: `404`, `403`, `400`
+/// past the limits, or the app's id and the names stored.
 fn set_public(
     db: &Db,
     target: &WriteTarget,
@@ -110,13 +138,22 @@ fn set_public(
         .iter()
         .filter(|(name, _)| !is_reserved(name))
         .collect();
+    let wanted_bytes: usize = wanted.iter().map(|(name, value)| size(name, value)).sum();
+    if wanted.len() > MAX_VARIABLES || wanted_bytes > MAX_VARIABLE_BYTES {
+        target.explain(db)?;
+        return Err(too_many());
+    }
     let (mut app_id, mut stored) = (None, Vec::new());
     for batch in wanted.chunks(WRITE_BATCH) {
-        // (name, value) pairs after the target's four parameters.
+        // (name, value) pairs after the target's four parameters and the limits' four.
         let rows: Vec<String> = (0..batch.len())
-            .map(|i| format!("(?{}, ?{})", 5 + 2 * i, 6 + 2 * i))
+            .map(|i| format!("(?{}, ?{})", 9 + 2 * i, 10 + 2 * i))
+            .collect();
+        let names: Vec<String> = (0..batch.len())
+            .map(|i| format!("?{}", 9 + 2 * i))
             .collect();
         let mut values = target.params();
+        values.extend(limit_params(batch));
         for (name, value) in batch {
             values.extend([Value::from(name.as_str()), Value::from(value.as_str())]);
         }
@@ -124,14 +161,24 @@ fn set_public(
             &format!(
                 "INSERT INTO env_vars (app_id, name, value, public, instance_id) \
                  SELECT a.id, v.column1, v.column2, 1, NULL FROM apps a, (VALUES {}) v \
-                 WHERE {} \
+                 WHERE {} AND {} \
                  ON CONFLICT (app_id, name) DO UPDATE SET value = excluded.value \
                  WHERE env_vars.public = 1 RETURNING app_id, name",
                 rows.join(", "),
-                WriteTarget::CONDITION
+                WriteTarget::CONDITION,
+                within_limits(&names.join(", ")),
             ),
             &values,
         )?;
+        if written.is_empty() {
+            // The app, the access or the limits refused the whole batch, or every name
+            // in it is private.
+            let app = target.explain(db)?;
+            if !batch_within_limits(db, app.id, batch)? {
+                return Err(too_many());
+            }
+            app_id = Some(app.id);
+        }
         for row in &written {
             app_id = Some(row.int(0));
             stored.push(row.text(1));
@@ -143,6 +190,34 @@ fn set_public(
     };
     stored.sort();
     Ok((app_id, stored))
+}
+
+/// [`within_limits`] for a batch that wrote nothing, to tell the limits from private
+/// names. Its parameters are numbered as in the write: `?1` the app, `?2` to `?4` unused.
+fn batch_within_limits(db: &Db, app_id: i64, batch: &[(&String, &String)]) -> ApiResult<bool> {
+    let names: Vec<String> = (0..batch.len()).map(|i| format!("?{}", 9 + i)).collect();
+    let mut values = vec![Value::from(app_id), Value::Null, Value::Null, Value::Null];
+    values.extend(limit_params(batch));
+    values.extend(batch.iter().map(|(name, _)| Value::from(name.as_str())));
+    let within = db.query(
+        &format!(
+            "SELECT {} FROM (SELECT ?1 AS id) a",
+            within_limits(&names.join(", "))
+        ),
+        &values,
+    )?;
+    Ok(within.first().is_some_and(|row| row.int(0) != 0))
+}
+
+/// `?5` to `?8` of [`within_limits`] for `batch`.
+fn limit_params(batch: &[(&String, &String)]) -> [Value; 4] {
+    let bytes: usize = batch.iter().map(|(name, value)| size(name, value)).sum();
+    [
+        Value::from(batch.len() as i64),
+        Value::from(bytes as i64),
+        Value::from(MAX_VARIABLES as i64),
+        Value::from(MAX_VARIABLE_BYTES as i64),
+    ]
 }
 
 const NAMES_REQUIRED: &str = "You must provide the list of environment variables, in JSON format";
@@ -328,6 +403,60 @@ mod tests {
         assert_eq!(all["DB"], "secret");
         assert_eq!(all["PORT"], "8080");
         assert!(!all.contains_key("TSURU_HOST"));
+    }
+
+    fn numbered(from: usize, to: usize, value: &str) -> BTreeMap<String, String> {
+        (from..to)
+            .map(|i| (format!("V{i}"), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_app_holds_at_most_the_limits() {
+        let db = schema::test_db_with_apps(&[(1, "a")]);
+        set_private(&db, 1, &[("TSURU_APPNAME", "a")], None).unwrap();
+        let target = WriteTarget::for_app_token("a", None);
+        let refused = too_many().message;
+        // One private variable and 999 public ones fill the app, in batches.
+        let (_, stored) = set_public(&db, &target, &numbered(0, 999, "x")).unwrap();
+        assert_eq!(stored.len(), 999);
+        let one_more = set_public(&db, &target, &numbered(999, 1000, "x"));
+        assert_eq!(one_more.unwrap_err().message, refused);
+        // Replacing variables adds none, and a private name is not written.
+        assert_eq!(
+            set_public(&db, &target, &numbered(0, 999, "y"))
+                .unwrap()
+                .1
+                .len(),
+            999
+        );
+        let private: BTreeMap<String, String> = [("TSURU_APPNAME".into(), "b".into())].into();
+        assert!(set_public(&db, &target, &private).unwrap().1.is_empty());
+        assert_eq!(values(&db, 1).unwrap().len(), 1000);
+        // More than the limit in one request is refused before it is written, after
+        // the app's own check.
+        let missing = set_public(
+            &db,
+            &WriteTarget::for_app_token("b", None),
+            &numbered(0, 1001, "x"),
+        );
+        assert_eq!(missing.unwrap_err().status, 404);
+        let db = schema::test_db_with_apps(&[(1, "a")]);
+        let too_many_at_once = set_public(&db, &target, &numbered(0, 1001, "x"));
+        assert_eq!(too_many_at_once.unwrap_err().message, refused);
+        assert!(values(&db, 1).unwrap().is_empty());
+        // Bytes: names and values together, whatever the count.
+        let half = "x".repeat(MAX_VARIABLE_BYTES / 2 - 2);
+        assert!(set_public(&db, &target, &numbered(0, 1, &half)).is_ok());
+        assert!(set_public(&db, &target, &numbered(1, 2, &half)).is_ok());
+        assert_eq!(
+            set_public(&db, &target, &numbered(2, 3, ""))
+                .unwrap_err()
+                .message,
+            refused
+        );
+        assert!(set_public(&db, &target, &numbered(1, 2, "smaller")).is_ok());
+        assert!(set_public(&db, &target, &numbered(2, 3, "")).is_ok());
     }
 
     #[test]
