@@ -159,7 +159,7 @@ impl ValidManifest {
 }
 
 /// What libyaml's scanner finds in a manifest before anything is parsed.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Scanned {
     /// Nothing that expands and no excessive nesting (or a text the scanner cannot read,
     /// which is left to the parser: it reports the error before expanding anything).
