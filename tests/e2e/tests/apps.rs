@@ -530,6 +530,45 @@ fn concurrent_creations_of_one_name_make_one_app() {
     );
 }
 
+/// Outbound request bodies go out whole, however large: the provisioner gets an app's
+/// whole environment, here close to its 1 MiB limit. (A body used to be written before
+/// its request was sent; past a few KiB that write waited forever.)
+#[test]
+fn a_restart_sends_the_whole_environment_however_large() {
+    let provisioner = FakeServer::start();
+    let app = app().var("provisioner_url", &provisioner.url()).start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    provisioner.on_once("POST", "/apps", provisioned("web", "", "", "started"));
+    create_app(&app, &alice, "web");
+    let variables: serde_json::Map<String, serde_json::Value> = (0..900)
+        .map(|i| (format!("V{i}"), json!(format!("{i}:{}", "x".repeat(1000)))))
+        .collect();
+    expect(
+        &app.post("/apps/web/env")
+            .bearer(&alice)
+            .json(&json!(variables))
+            .send(),
+        200,
+        "",
+    );
+    provisioner.clear();
+    let resp = app
+        .post("/apps/web/restart")
+        .bearer(&alice)
+        .timeout(Duration::from_secs(20))
+        .send();
+    expect(&resp, 200, "\n ---> Restarting your app\n");
+    let prov = provisioner.requests();
+    assert_eq!(calls(&prov), [call("POST", "/apps/web/restart")]);
+    assert!(prov[0].body.len() > 900_000, "{} bytes", prov[0].body.len());
+    let env = prov[0].json()["env"].clone();
+    for (name, value) in &variables {
+        assert_eq!(&env[name], value, "{name}");
+    }
+}
+
 #[test]
 fn restart() {
     let provisioner = FakeServer::start();

@@ -270,6 +270,14 @@ fn open(request: &OutboundRequest) -> Result<OpenReply, String> {
         .and_then(|_| outgoing.set_path_with_query(Some(&path)))
         .map_err(|_| format!("invalid URL {}", request.url))?;
     let body = outgoing.body().map_err(|_| "request body unavailable")?;
+    let timeout_ns = request.timeout_ms.saturating_mul(1_000_000);
+    let options = types::RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(timeout_ns));
+    let _ = options.set_first_byte_timeout(Some(timeout_ns));
+    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
+    // The request goes out first and its body after: the body's stream holds only a few
+    // KiB until the host sends them, so a body written before `handle` never finishes.
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(describe)?;
     {
         let stream = body.write().map_err(|_| "request body unavailable")?;
         for chunk in request.body.chunks(WRITE_CHUNK) {
@@ -278,12 +286,6 @@ fn open(request: &OutboundRequest) -> Result<OpenReply, String> {
                 .map_err(|e| format!("sending request body: {e:?}"))?;
         }
     }
-    let timeout_ns = request.timeout_ms.saturating_mul(1_000_000);
-    let options = types::RequestOptions::new();
-    let _ = options.set_connect_timeout(Some(timeout_ns));
-    let _ = options.set_first_byte_timeout(Some(timeout_ns));
-    let _ = options.set_between_bytes_timeout(Some(timeout_ns));
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(describe)?;
     types::OutgoingBody::finish(body, None).map_err(describe)?;
     future.subscribe().block();
     let response = match future.get() {
