@@ -1,6 +1,7 @@
 //! Bounded cost of hostile input (API.md 8.4, 8.6, 8.7, 8.8): YAML manifests without
 //! anchors, aliases or tags and at most 64 KiB; password-reset and login throttling;
-//! outbound replies read up to 1 MiB; log entries kept per app up to `log_retention`.
+//! outbound replies read up to 1 MiB; log entries kept per app up to `log_retention`, of
+//! at most 16 KiB each; what one user or app may store (variables, keys, teams).
 
 use e2e::accounts::{admin, register, team, user, PASSWORD};
 use e2e::races::{basic_auth, parallel, seconds_in};
@@ -559,4 +560,220 @@ fn an_app_holds_a_bounded_environment_even_under_concurrent_writes() {
     let half = "x".repeat(600 * 1024);
     assert_eq!(big(variables("A", 1, &half)).status, 200);
     big(variables("B", 1, &half)).assert_is(400, TOO_MANY_VARIABLES);
+}
+
+const TOO_MANY_KEYS: &str = "Too many keys: a user may hold at most 100 keys.\n";
+const KEY_TOO_LONG: &str = "Key too long: a key may be at most 16384 bytes.\n";
+
+fn add_key(app: &App, token: &str, key: &str) -> Resp {
+    app.post("/users/keys")
+        .bearer(token)
+        .json(&json!({ "key": key }))
+        .send()
+}
+
+fn key_count(app: &App, token: &str, email: &str) -> usize {
+    let listed = app
+        .get(&format!("/users/{email}/keys"))
+        .bearer(token)
+        .send();
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    listed.json().as_object().unwrap().len()
+}
+
+/// A user holds at most 100 keys of at most 16 KiB each, checked in the key's insert:
+/// concurrent adds near the limit never pass it together, and a refused key never
+/// reaches the git server.
+#[test]
+fn a_user_holds_a_bounded_set_of_keys_even_under_concurrent_adds() {
+    let gandalf = FakeServer::start();
+    let app = app().var("gandalf_url", &gandalf.url()).start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    for batch in 0..19 {
+        for r in parallel(5, |i| {
+            app.post("/users/keys")
+                .bearer(&alice)
+                .json(&json!({ "key": format!("ssh-ed25519 K{} a@laptop", batch * 5 + i) }))
+        }) {
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    assert_eq!(key_count(&app, &alice, "alice@example.com"), 95);
+    // Eight adds where five fit.
+    let answers = parallel(8, |i| {
+        app.post("/users/keys")
+            .bearer(&alice)
+            .json(&json!({ "key": format!("ssh-ed25519 RACE{i} a@laptop") }))
+    });
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|r| r.status != 200) {
+        refused.assert_is(400, TOO_MANY_KEYS);
+    }
+    assert_eq!(key_count(&app, &alice, "alice@example.com"), 100);
+    // At the limit the key is refused before the git server hears of it; the
+    // duplicate check still comes first.
+    gandalf.clear();
+    add_key(&app, &alice, "ssh-ed25519 ONE_MORE a@laptop").assert_is(400, TOO_MANY_KEYS);
+    add_key(&app, &alice, "ssh-ed25519 K0 a@laptop").assert_is(409, "User already has this key\n");
+    assert!(gandalf
+        .requests_to("POST", "/user/alice%40example.com/key")
+        .is_empty());
+    // Removing one makes room again.
+    let removed = app
+        .delete("/users/keys")
+        .bearer(&alice)
+        .json(&json!({ "key": "ssh-ed25519 K0 a@laptop" }))
+        .send();
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(
+        add_key(&app, &alice, "ssh-ed25519 ONE_MORE a@laptop").status,
+        200
+    );
+    assert_eq!(key_count(&app, &alice, "alice@example.com"), 100);
+
+    // A key's length: 16 KiB is fine, one byte more is refused, and nothing is stored.
+    let bob = user(&app, "bob@example.com");
+    let longest = format!("ssh-rsa {}", "A".repeat(16 * 1024 - 8));
+    gandalf.clear();
+    add_key(&app, &bob, &format!("{longest}A")).assert_is(400, KEY_TOO_LONG);
+    assert!(gandalf.requests().is_empty());
+    assert_eq!(key_count(&app, &bob, "bob@example.com"), 0);
+    assert_eq!(add_key(&app, &bob, &longest).status, 200);
+
+    // Registration holds to the same bounds; a key listed twice counts once.
+    let register = |email: &str, keys: Vec<String>| {
+        let keys: Vec<_> = keys.iter().map(|k| json!({ "content": k })).collect();
+        app.post("/users")
+            .json(&json!({"email": email, "password": PASSWORD, "keys": keys}))
+            .send()
+    };
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("ssh-ed25519 R{i}"))
+            .collect::<Vec<_>>()
+    };
+    register("c@example.com", many(101)).assert_is(400, TOO_MANY_KEYS);
+    register("c@example.com", vec![format!("{longest}A")]).assert_is(400, KEY_TOO_LONG);
+    let mut twice = many(100);
+    twice.extend(many(100));
+    let accepted = register("c@example.com", twice);
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    let carol = e2e::accounts::login(&app, "c@example.com");
+    assert_eq!(key_count(&app, &carol, "c@example.com"), 100);
+    add_key(&app, &carol, "ssh-ed25519 MORE").assert_is(400, TOO_MANY_KEYS);
+}
+
+const TOO_MANY_TEAMS: &str = "Too many teams: a user may belong to at most 1000 teams.\n";
+
+fn team_count(app: &App, token: &str) -> usize {
+    let listed = app.get("/teams").bearer(token).send();
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    listed.json().as_array().unwrap().len()
+}
+
+/// A user belongs to at most 1,000 teams, whether they create them or another tenant
+/// adds them: the count is checked in the membership's insert, so concurrent adds near
+/// the limit never pass it together, and a refused creation leaves no team behind.
+#[test]
+fn a_user_belongs_to_a_bounded_number_of_teams_even_when_others_add_them() {
+    let app = app().start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    let mallory = user(&app, "mallory@example.com");
+    for batch in 0..124 {
+        for r in parallel(8, |i| {
+            app.post("/teams")
+                .bearer(&alice)
+                .json(&json!({ "name": format!("a{}", batch * 8 + i) }))
+        }) {
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    for i in 0..16 {
+        team(&app, &mallory, &format!("m{i}"));
+    }
+    assert_eq!(team_count(&app, &alice), 992);
+    // Sixteen teams add alice at once, where eight fit.
+    let answers = parallel(16, |i| {
+        app.put(&format!("/teams/m{i}/alice@example.com"))
+            .bearer(&mallory)
+    });
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        8,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|r| r.status != 200) {
+        refused.assert_is(
+            400,
+            "Too many teams: user alice@example.com already belongs to 1000 teams, the most a user may.\n",
+        );
+    }
+    assert_eq!(team_count(&app, &alice), 1000);
+    // Alice can create no team; the refused one does not exist, so mallory can take
+    // its name.
+    let created = app
+        .post("/teams")
+        .bearer(&alice)
+        .json(&json!({ "name": "one-more" }))
+        .send();
+    created.assert_is(400, TOO_MANY_TEAMS);
+    team(&app, &mallory, "one-more");
+    // A name taken answers 409 first, as it always has.
+    app.post("/teams")
+        .bearer(&alice)
+        .json(&json!({ "name": "m0" }))
+        .send()
+        .assert_is(409, "Team already exists\n");
+    // Leaving a team makes room again.
+    let joined: Vec<usize> = (0..16).filter(|i| answers[*i].status == 200).collect();
+    let left = app
+        .delete(&format!("/teams/m{}/alice@example.com", joined[0]))
+        .bearer(&alice)
+        .send();
+    assert_eq!(left.status, 200, "{}", left.text());
+    team(&app, &alice, "one-more-after-all");
+    assert_eq!(team_count(&app, &alice), 1000);
+    // Mallory's own count is unaffected by alice's.
+    assert_eq!(team_count(&app, &mallory), 17);
+    // A team's name is at most 255 bytes.
+    let longest = format!("t{}", "x".repeat(254));
+    team(&app, &mallory, &longest);
+    app.post("/teams")
+        .bearer(&mallory)
+        .json(&json!({ "name": format!("{longest}x") }))
+        .send()
+        .assert_is(400, "Invalid team name\n");
+}
+
+/// A log entry is at most 16 KiB: a longer message is kept whole, as consecutive entries
+/// cut at character boundaries, so `log_retention` bounds the bytes an app's log holds.
+#[test]
+fn a_long_log_message_is_kept_as_entries_of_at_most_16_kib() {
+    let app = app().start();
+    let (_, alice) = e2e::apps::alice_with_web(&app);
+    // 40,002 bytes of two-byte characters after one ASCII byte: no cut at 16 KiB falls
+    // on a boundary by chance.
+    let long = format!("x{}", "é".repeat(20_000) + "z");
+    let resp = app
+        .post("/apps/web/log?source=test")
+        .bearer(&alice)
+        .json(&json!(["before", long, "", "after"]))
+        .send();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let tail = e2e::apps::log_messages(&app, &alice, "web", "?lines=0&source=test");
+    let sizes: Vec<usize> = tail.iter().map(|m| m.len()).collect();
+    // The empty line is no entry (API.md 3.1).
+    assert_eq!(tail.len(), 1 + 3 + 1, "{sizes:?}");
+    assert_eq!(tail[0], "before");
+    assert!(tail[1..4].iter().all(|m| m.len() <= 16 * 1024));
+    assert_eq!(tail[1..4].concat(), long);
+    assert_eq!(tail[4], "after");
 }

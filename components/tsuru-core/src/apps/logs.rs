@@ -20,6 +20,31 @@ use std::time::{Duration, Instant};
 /// `lines` beyond this, or `0`, mean this many (API.md 7.6).
 pub const MAX_LINES: i64 = 10_000;
 
+/// The longest entry, in bytes. A longer message is kept whole, as consecutive entries
+/// of at most this size cut at character boundaries (as container runtimes split long
+/// lines), so that `log_retention` bounds the bytes an app's log holds, not only its
+/// entries.
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
+
+/// `message` in consecutive pieces of at most [`MAX_ENTRY_BYTES`], cut at character
+/// boundaries; an empty message is one empty piece.
+fn pieces(message: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(message);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        if current.len() <= MAX_ENTRY_BYTES {
+            rest = None;
+            return Some(current);
+        }
+        let cut = (1..=MAX_ENTRY_BYTES)
+            .rev()
+            .find(|at| current.is_char_boundary(*at))
+            .unwrap_or(MAX_ENTRY_BYTES);
+        rest = Some(&current[cut..]);
+        Some(&current[..cut])
+    })
+}
+
 /// Entries one insert statement carries (5 parameters each, well under SQLite's limit).
 const INSERT_BATCH: usize = 200;
 
@@ -96,6 +121,7 @@ fn insert(
     messages: &[String],
     retention: i64,
 ) -> DbResult<bool> {
+    let messages: Vec<&str> = messages.iter().flat_map(|m| pieces(m)).collect();
     if messages.is_empty() {
         return Ok(false);
     }
@@ -112,7 +138,7 @@ fn insert(
                 .collect();
             let mut values = params.clone();
             values.extend([Value::from(date.as_str()), Value::from(source)]);
-            values.extend(batch.iter().map(Value::from));
+            values.extend(batch.iter().map(|m| Value::from(*m)));
             let inserted = db.query(
                 &format!(
                     "INSERT INTO app_logs (app_id, seq, date, source, message) \
@@ -394,6 +420,28 @@ pub fn app_id(db: &Db, name: &str) -> ApiResult<i64> {
 mod tests {
     use super::*;
     use crate::runtime::schema;
+
+    #[test]
+    fn long_messages_are_cut_into_whole_characters() {
+        assert_eq!(pieces("").collect::<Vec<_>>(), [""]);
+        let exact = "x".repeat(MAX_ENTRY_BYTES);
+        assert_eq!(pieces(&exact).collect::<Vec<_>>(), [exact.as_str()]);
+        // One ASCII byte, then two-byte characters: the cut at 16 KiB falls inside one.
+        for long in [
+            format!("x{}", "é".repeat(MAX_ENTRY_BYTES)),
+            "€".repeat(MAX_ENTRY_BYTES),
+            "y".repeat(2 * MAX_ENTRY_BYTES + 1),
+        ] {
+            let cut: Vec<&str> = pieces(&long).collect();
+            assert!(cut
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= MAX_ENTRY_BYTES));
+            assert!(cut[..cut.len() - 1]
+                .iter()
+                .all(|p| p.len() > MAX_ENTRY_BYTES - 4));
+            assert_eq!(cut.concat(), long);
+        }
+    }
 
     fn messages(db: &Db, app_id: i64) -> Vec<String> {
         db.query(

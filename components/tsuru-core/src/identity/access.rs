@@ -12,6 +12,11 @@ use crate::runtime::router::{Access, TokenUse};
 use crate::runtime::secrets::sha256_hex;
 use crate::runtime::time::now_unix;
 
+/// A route's target user does not exist.
+pub fn user_not_found() -> ApiError {
+    ApiError::not_found("User not found")
+}
+
 /// `none`: the Authorization header is not read.
 pub const NONE: Access = Access {
     token: TokenUse::None,

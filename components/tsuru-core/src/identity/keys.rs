@@ -1,7 +1,7 @@
 //! SSH keys (API.md 3.7 key routes): stored in SQLite and mirrored to Gandalf, named
 //! `<email>-<n>` from a per-user counter that never goes back.
 
-use crate::identity::users::user_not_found;
+use crate::identity::access::user_not_found;
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
@@ -30,17 +30,44 @@ fn duplicate() -> ApiError {
     ApiError::conflict("User already has this key")
 }
 
+/// The most keys a user holds, and the longest key in bytes (OpenSSH's own bound on a
+/// public key, `SSH_MAX_PUBKEY_BYTES`): without them one user could grow the shared
+/// database by a megabyte a request, without end, and send it all to the git server.
+pub const MAX_KEYS: i64 = 100;
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+
+pub fn key_too_long() -> ApiError {
+    ApiError::bad_request(format!(
+        "Key too long: a key may be at most {MAX_KEY_BYTES} bytes."
+    ))
+}
+
+pub fn too_many_keys() -> ApiError {
+    ApiError::bad_request(format!(
+        "Too many keys: a user may hold at most {MAX_KEYS} keys."
+    ))
+}
+
 /// `POST /users/keys`
 pub fn add_key(ctx: &mut Ctx) -> ApiResult<Response> {
     let content = key_from_body(ctx)?;
+    if content.len() > MAX_KEY_BYTES {
+        return Err(key_too_long());
+    }
     let user = ctx.user()?;
     let (user_id, email) = (user.id, user.email.clone());
     let db = ctx.db()?;
-    if db.exists(
-        "SELECT 1 FROM user_keys WHERE user_id = ? AND content = ?",
+    // Refused before a key number is spent or the git server hears of it; the insert
+    // checks the count again, under the write lock.
+    let held = db.query(
+        "SELECT EXISTS (SELECT 1 FROM user_keys WHERE user_id = ?1 AND content = ?2), \
+         (SELECT COUNT(*) FROM user_keys WHERE user_id = ?1)",
         params![user_id, content.as_str()],
-    )? {
-        return Err(duplicate());
+    )?;
+    match held.first().map(|r| (r.bool(0), r.int(1))) {
+        Some((true, _)) => return Err(duplicate()),
+        Some((false, count)) if count >= MAX_KEYS => return Err(too_many_keys()),
+        _ => {}
     }
     if !gandalf::is_configured(ctx) {
         // No git server to tell the name first: the number and the key commit together.
@@ -80,22 +107,27 @@ fn next_key_name(db: &Db, user_id: i64, email: &str) -> ApiResult<String> {
     Ok(format!("{email}-{number}"))
 }
 
-/// Stores the key and its audit event.
+/// Stores the key and its audit event, unless the user already holds [`MAX_KEYS`].
 fn store_key(db: &Db, user_id: i64, email: &str, name: &str, content: &str) -> ApiResult<()> {
-    db.execute(
-        "INSERT INTO user_keys (user_id, name, content) VALUES (?, ?, ?)",
-        params![user_id, name, content],
-    )
-    .map_err(|e| {
-        if e.is_unique_violation() {
-            duplicate()
-        } else if e.is_foreign_key_violation() {
-            // The account was removed meanwhile.
-            ApiError::invalid_token()
-        } else {
-            e.into()
-        }
-    })?;
+    let stored = db
+        .query(
+            "INSERT INTO user_keys (user_id, name, content) SELECT ?1, ?2, ?3 \
+             WHERE (SELECT COUNT(*) FROM user_keys WHERE user_id = ?1) < ?4 RETURNING 1",
+            params![user_id, name, content, MAX_KEYS],
+        )
+        .map_err(|e| {
+            if e.is_unique_violation() {
+                duplicate()
+            } else if e.is_foreign_key_violation() {
+                // The account was removed meanwhile.
+                ApiError::invalid_token()
+            } else {
+                e.into()
+            }
+        })?;
+    if stored.is_empty() {
+        return Err(too_many_keys());
+    }
     audit::record_in(db, email, "add-key", email, json!({ "name": name }));
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! and at most one reset mail per account goes out per minute. The mail is sent outside
 //! any transaction (API.md 8.9); claims made before it are undone when it fails.
 
+use crate::identity::access::user_not_found;
 use crate::identity::passwords;
 use crate::identity::tokens;
-use crate::identity::users::{invalid_email, is_email, user_not_found};
+use crate::identity::users::{invalid_email, is_email};
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;

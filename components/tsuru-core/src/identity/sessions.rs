@@ -2,8 +2,9 @@
 //! consecutive failures for an account, attempts are refused without hashing for a
 //! delay that starts at 1 s and doubles with each further failure, up to 15 minutes.
 
+use crate::identity::access::user_not_found;
 use crate::identity::passwords::{self, is_valid_password, PASSWORD_MESSAGE};
-use crate::identity::users::{invalid_email, is_email, user_not_found};
+use crate::identity::users::{invalid_email, is_email};
 use crate::identity::{access, tokens};
 use crate::params;
 use crate::runtime::audit;

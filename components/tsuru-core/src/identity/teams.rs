@@ -4,7 +4,7 @@
 use crate::params;
 use crate::runtime::audit;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::Db;
+use crate::runtime::db::{Db, DbResult};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::response::Response;
 use crate::runtime::time::now_rfc3339;
@@ -67,6 +67,26 @@ pub fn info(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::json(&json!({ "name": team, "users": users })))
 }
 
+/// The most teams a user belongs to. Every request of the user reads them (API.md 1.8),
+/// and any member of a team may add anyone to it: without a bound, another tenant could
+/// slow every request a user makes. With the name's bound, a user's teams stay small.
+pub const MAX_TEAMS_PER_USER: i64 = 1000;
+
+/// The longest team name, in bytes.
+pub const MAX_TEAM_NAME_BYTES: usize = 255;
+
+/// Adds a membership unless the user already belongs to [`MAX_TEAMS_PER_USER`] teams:
+/// the count is checked in the insert, under the write lock. Whether it was added.
+fn insert_member(db: &Db, team_id: i64, user_id: i64) -> DbResult<bool> {
+    Ok(!db
+        .query(
+            "INSERT INTO team_members (team_id, user_id) SELECT ?1, ?2 \
+             WHERE (SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?3 RETURNING 1",
+            params![team_id, user_id, MAX_TEAMS_PER_USER],
+        )?
+        .is_empty())
+}
+
 #[derive(Deserialize)]
 struct NewTeam {
     name: Option<String>,
@@ -100,17 +120,18 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
                 "Team name \"{name}\" is reserved."
             )));
         }
-        db.execute(
-            "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
-            params![id, user.id],
-        )
-        .map_err(|e| {
+        let added = insert_member(db, id, user.id).map_err(|e| {
             if e.is_foreign_key_violation() {
                 ApiError::invalid_token()
             } else {
                 e.into()
             }
         })?;
+        if !added {
+            return Err(ApiError::bad_request(format!(
+                "Too many teams: a user may belong to at most {MAX_TEAMS_PER_USER} teams."
+            )));
+        }
         audit::record_in(db, &user.email, "create-team", &name, json!({}));
         Ok(())
     })?;
@@ -245,10 +266,11 @@ pub fn add_member(ctx: &mut Ctx) -> ApiResult<Response> {
                 "User {email} is already in the team {team}."
             )));
         }
-        db.execute(
-            "INSERT INTO team_members (team_id, user_id) VALUES (?, ?)",
-            params![change.team_id, change.user_id],
-        )?;
+        if !insert_member(db, change.team_id, change.user_id)? {
+            return Err(ApiError::bad_request(format!(
+                "Too many teams: user {email} already belongs to {MAX_TEAMS_PER_USER} teams, the most a user may."
+            )));
+        }
         // The repositories the git server must open to the new member.
         let apps = match with_git {
             true => team_apps(db, change.team_id)?,
@@ -346,19 +368,24 @@ pub fn remove_member(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::empty())
 }
 
-/// `^[a-zA-Z][-@_.+\w\s]+$` with ASCII `\w` (API.md 3.8), on the trimmed name.
+/// `^[a-zA-Z][-@_.+\w\s]+$` with ASCII `\w` (API.md 3.8), on the trimmed name, of at
+/// most [`MAX_TEAM_NAME_BYTES`].
 pub fn is_team_name(value: &str) -> bool {
     let mut chars = value.chars();
     let Some(first) = chars.next() else {
         return false;
     };
     let rest = chars.as_str();
-    first.is_ascii_alphabetic()
+    // `\s` as in the reference's Go regexp: ASCII whitespace without `\v`.
+    value.len() <= MAX_TEAM_NAME_BYTES
+        && first.is_ascii_alphabetic()
         && !rest.is_empty()
         && rest.chars().all(|c| {
             c.is_ascii_alphanumeric()
-                || matches!(c, '-' | '@' | '_' | '.' | '+')
-                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '-' | '@' | '_' | '.' | '+' | ' ' | '\t' | '\n' | '\x0C' | '\r'
+                )
         })
 }
 
@@ -373,10 +400,31 @@ mod tests {
 
     #[test]
     fn team_names() {
-        for ok in ["backend", "my team", "a1", "ops@corp.com", "x-y_z.w+v"] {
+        let longest = format!("t{}", "x".repeat(MAX_TEAM_NAME_BYTES - 1));
+        for ok in [
+            "backend",
+            "my team",
+            "a1",
+            "ops@corp.com",
+            "x-y_z.w+v",
+            "a\tb",
+        ] {
             assert!(is_team_name(ok), "{ok}");
         }
-        for bad in ["", "a", "1team", "-x", "team!", "tëam"] {
+        assert!(is_team_name(&longest));
+        assert!(!is_team_name(&format!("{longest}x")));
+        // Go's `\s` is ASCII and leaves out `\v`.
+        for bad in [
+            "",
+            "a",
+            "1team",
+            "-x",
+            "team!",
+            "tëam",
+            "a\u{3000}b",
+            "a\u{a0}b",
+            "a\x0Bb",
+        ] {
             assert!(!is_team_name(bad), "{bad}");
         }
     }

@@ -4,6 +4,7 @@
 //! email again makes a new account that no old token, key or reset token reaches (8.2).
 
 use crate::identity::access;
+use crate::identity::keys;
 use crate::identity::passwords::{self, is_valid_password, PASSWORD_MESSAGE};
 use crate::identity::tokens;
 use crate::params;
@@ -22,10 +23,6 @@ use serde_json::json;
 
 pub(crate) fn invalid_email() -> ApiError {
     ApiError::bad_request("Invalid email.")
-}
-
-pub(crate) fn user_not_found() -> ApiError {
-    ApiError::not_found("User not found")
 }
 
 /// The access of `POST /users`: the Authorization header is read only by the gate.
@@ -85,14 +82,24 @@ struct NewUser<'a> {
 /// `POST /users`
 pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
     let body: Registration = ctx.json_object("Invalid JSON in request body.")?;
-    let mut keys = Vec::new();
-    for key in body.keys.unwrap_or_default() {
+    let listed = body.keys.unwrap_or_default();
+    let (mut keys, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    for key in &listed {
         match key.get("content") {
             Some(serde_json::Value::String(content)) if !content.trim().is_empty() => {
-                keys.push(content.clone())
+                // The same key twice in one registration is kept once.
+                if seen.insert(content.as_str()) {
+                    keys.push(content.as_str())
+                }
             }
             _ => return Err(ApiError::invalid_json()),
         }
+    }
+    if keys.iter().any(|k| k.len() > keys::MAX_KEY_BYTES) {
+        return Err(keys::key_too_long());
+    }
+    if keys.len() > keys::MAX_KEYS as usize {
+        return Err(keys::too_many_keys());
     }
     let email = body.email.unwrap_or_default();
     if !is_email(&email) {
@@ -111,14 +118,11 @@ pub fn register(ctx: &mut Ctx) -> ApiResult<Response> {
     if taken.first().and_then(|r| r.opt_int(1)).is_some() {
         return Err(already_registered());
     }
-    let mut named_keys: Vec<(String, String)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for content in keys {
-        // The same key twice in one registration is kept once.
-        if seen.insert(content.clone()) {
-            named_keys.push((format!("{email}-{}", named_keys.len() + 1), content));
-        }
-    }
+    let named_keys: Vec<(String, String)> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, content)| (format!("{email}-{}", i + 1), content.to_string()))
+        .collect();
     let user = NewUser {
         email: &email,
         hash: passwords::hash(&password)?,
