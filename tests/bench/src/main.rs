@@ -49,8 +49,8 @@ const USER: &str = "bench@example.com";
 /// Writes on apps: owns `w-0` (variables, log, cname, restart, quota), `wu-<client>`
 /// (units), `ga-*` (grants) and the apps `POST /apps` creates.
 const WRITER: &str = "writer@example.com";
-/// Owns the teams granted to `ga-*` and the teams `POST /teams` creates (a member of many
-/// teams: kept apart from the users who create apps, whose new apps get all their teams).
+/// Owns the teams granted to `ga-*` (a member of many teams: kept apart from the users
+/// who create apps, whose new apps get all their teams).
 const GRANTEE: &str = "grantee@example.com";
 /// The writes on one app all go to this one (several clients on one row, as users do).
 const WRITE_APP: &str = "w-0";
@@ -102,6 +102,10 @@ struct Scale {
     /// once, then waits for its revoke).
     grant_apps: usize,
     grant_teams: usize,
+    /// Users that `POST /teams` and `POST /users/keys` take turns with: a user belongs
+    /// to at most 1,000 teams and holds at most 100 keys, fewer than a round creates.
+    team_creators: usize,
+    key_holders: usize,
 }
 
 impl Options {
@@ -169,6 +173,8 @@ impl Options {
                 total_apps: 100,
                 grant_apps: 6,
                 grant_teams: 8,
+                team_creators: 1,
+                key_holders: 1,
             }
         } else {
             Scale {
@@ -178,6 +184,8 @@ impl Options {
                 total_apps: 10_000,
                 grant_apps: 30,
                 grant_teams: 60,
+                team_creators: 10,
+                key_holders: 50,
             }
         };
         if let Some(r) = self.rounds {
@@ -430,6 +438,12 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
     for k in 0..scale.grant_teams {
         accounts::team(app, &grantee, &format!("gt-{k}"));
     }
+    let team_creators: Vec<String> = (0..scale.team_creators)
+        .map(|i| accounts::user(app, &format!("teams-{i}@example.com")))
+        .collect();
+    let key_holders: Vec<String> = (0..scale.key_holders)
+        .map(|i| accounts::user(app, &format!("keys-{i}@example.com")))
+        .collect();
     // What the platform itself costs, for reading the table: the probe reading one
     // key-value entry, and opening SQLite for one indexed query on the app's database;
     // and the apps component answering without touching a store (no token: 401).
@@ -461,7 +475,9 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
     let (created_apps, env_names, free_grants, granted) =
         (&created_apps, &env_names, &free_grants, &granted);
     let (added_units, created_teams, keys) = (&added_units, &created_teams, &keys);
-    let (token, writer, admin, grantee, password) = (&token, &writer, &admin, &grantee, &password);
+    let (token, writer, admin, password) = (&token, &writer, &admin, &password);
+    let (team_creators, key_holders) = (&team_creators, &key_holders);
+
     let next_id = &next_id;
     use Kind::{Login, Read, Reference, Write};
     let endpoints = [
@@ -576,31 +592,33 @@ fn run(app: &App, options: &Options) -> Result<(), String> {
                 .bearer(writer))
         }),
         Endpoint::new("POST /teams", Write, 200, |_| {
-            let name = format!("bt-{}", next_id());
+            let n = next_id();
             let request = app
                 .post("/teams")
-                .bearer(grantee)
-                .json(&json!({ "name": name }));
-            job_then(request, move || created_teams.push(name))
+                .bearer(item_owner(team_creators, n))
+                .json(&json!({ "name": format!("bt-{n}") }));
+            job_then(request, move || created_teams.push(n.to_string()))
         }),
         Endpoint::new("DELETE /teams/:team", Write, 200, |_| {
-            let name = created_teams.pop()?;
-            job(app.delete(&format!("/teams/{name}")).bearer(grantee))
+            let n: usize = created_teams.pop()?.parse().ok()?;
+            job(app
+                .delete(&format!("/teams/bt-{n}"))
+                .bearer(item_owner(team_creators, n)))
         }),
         Endpoint::new("POST /users/keys", Write, 200, |_| {
-            let key = format!("ssh-ed25519 AAAAbench{} bench@laptop", next_id());
+            let n = next_id();
             let request = app
                 .post("/users/keys")
-                .bearer(writer)
-                .json(&json!({ "key": key }));
-            job_then(request, move || keys.push(key))
+                .bearer(item_owner(key_holders, n))
+                .json(&json!({ "key": bench_key(n) }));
+            job_then(request, move || keys.push(n.to_string()))
         }),
         Endpoint::new("DELETE /users/keys", Write, 200, |_| {
-            let key = keys.pop()?;
+            let n: usize = keys.pop()?.parse().ok()?;
             job(app
                 .delete("/users/keys")
-                .bearer(writer)
-                .json(&json!({ "key": key })))
+                .bearer(item_owner(key_holders, n))
+                .json(&json!({ "key": bench_key(n) })))
         }),
         Endpoint::new("POST /tokens", Write, 200, |_| {
             job(app
@@ -867,6 +885,17 @@ fn find<'e, 'a>(endpoints: &'e [Endpoint<'a>], name: &str) -> &'e Endpoint<'a> {
 
 fn user_app(i: usize) -> String {
     format!("bench-app-{i}")
+}
+
+/// The user item `n` (a team, a key) belongs to, by its number: its creation and its
+/// removal go to the same one.
+fn item_owner(users: &[String], n: usize) -> &str {
+    &users[n % users.len()]
+}
+
+/// The SSH key numbered `n`.
+fn bench_key(n: usize) -> String {
+    format!("ssh-ed25519 AAAAbench{n} bench@laptop")
 }
 
 fn units_app(client: usize) -> String {
