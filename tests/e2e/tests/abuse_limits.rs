@@ -601,6 +601,7 @@ fn a_user_holds_a_bounded_set_of_keys_even_under_concurrent_adds() {
     }
     assert_eq!(key_count(&app, &alice, "alice@example.com"), 95);
     // Eight adds where five fit.
+    gandalf.clear();
     let answers = parallel(8, |i| {
         app.post("/users/keys")
             .bearer(&alice)
@@ -616,6 +617,12 @@ fn a_user_holds_a_bounded_set_of_keys_even_under_concurrent_adds() {
         refused.assert_is(400, TOO_MANY_KEYS);
     }
     assert_eq!(key_count(&app, &alice, "alice@example.com"), 100);
+    // An add refused at the store takes its key back from the git server, which ends
+    // with the five stored.
+    let sent = gandalf.requests();
+    let added = sent.iter().filter(|r| r.method == "POST").count();
+    let taken_back = sent.iter().filter(|r| r.method == "DELETE").count();
+    assert_eq!(added - taken_back, 5, "{sent:?}");
     // At the limit the key is refused before the git server hears of it; the
     // duplicate check still comes first.
     gandalf.clear();
