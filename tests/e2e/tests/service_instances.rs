@@ -196,6 +196,12 @@ fn creating_instances() {
         w.create(&w.alice, body("d", "mysql")),
         error(400, "Invalid service instance name")
     );
+    // At most 255 bytes (a bound of this API's, not the reference's).
+    let longest = format!("d{}", "b".repeat(254));
+    assert_eq!(
+        w.create(&w.alice, body(&format!("{longest}b"), "mysql")),
+        error(400, "Invalid service instance name")
+    );
     assert_eq!(
         w.create(&w.carol, body("mydb", "mysql")),
         error(

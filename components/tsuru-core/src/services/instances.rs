@@ -14,10 +14,14 @@ use crate::upstream::service_api::ServiceApi;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// `^[A-Za-z][-a-zA-Z0-9_]+$`
+/// The longest instance name, in bytes, as for team names: the name is stored, listed to
+/// every team of the instance and sent to the service API with every call.
+pub const MAX_INSTANCE_NAME_BYTES: usize = 255;
+
+/// `^[A-Za-z][-a-zA-Z0-9_]+$`, of at most [`MAX_INSTANCE_NAME_BYTES`].
 fn is_instance_name(name: &str) -> bool {
     let bytes = name.as_bytes();
-    bytes.len() >= 2
+    (2..=MAX_INSTANCE_NAME_BYTES).contains(&bytes.len())
         && bytes[0].is_ascii_alphabetic()
         && bytes
             .iter()
@@ -216,10 +220,12 @@ mod tests {
 
     #[test]
     fn instance_names() {
-        for ok in ["my-mysql", "ab", "A_1-b"] {
+        let longest = format!("m{}", "y".repeat(MAX_INSTANCE_NAME_BYTES - 1));
+        for ok in ["my-mysql", "ab", "A_1-b", &longest] {
             assert!(is_instance_name(ok), "{ok}");
         }
-        for bad in ["", "a", "1ab", "-ab", "my mysql", "my.sql", "mý"] {
+        let longer = format!("{longest}y");
+        for bad in ["", "a", "1ab", "-ab", "my mysql", "my.sql", "mý", &longer] {
             assert!(!is_instance_name(bad), "{bad}");
         }
     }
