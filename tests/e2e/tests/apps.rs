@@ -530,11 +530,9 @@ fn concurrent_creations_of_one_name_make_one_app() {
     );
 }
 
-/// Outbound request bodies go out whole, however large: the provisioner gets an app's
-/// whole environment, here close to its 1 MiB limit. (A body used to be written before
-/// its request was sent; past a few KiB that write waited forever.)
-#[test]
-fn a_restart_sends_the_whole_environment_however_large() {
+/// A host with a provisioner, and alice's app `web` provisioned on it. Returns the
+/// provisioner, the host and alice's token.
+fn web_on_a_provisioner() -> (FakeServer, App, String) {
     let provisioner = FakeServer::start();
     let app = app().var("provisioner_url", &provisioner.url()).start();
     admin(&app);
@@ -542,6 +540,15 @@ fn a_restart_sends_the_whole_environment_however_large() {
     team(&app, &alice, "backend");
     provisioner.on_once("POST", "/apps", provisioned("web", "", "", "started"));
     create_app(&app, &alice, "web");
+    (provisioner, app, alice)
+}
+
+/// Outbound request bodies go out whole, however large: the provisioner gets an app's
+/// whole environment, here close to its 1 MiB limit. (A body used to be written before
+/// its request was sent; past a few KiB that write waited forever.)
+#[test]
+fn a_restart_sends_the_whole_environment_however_large() {
+    let (provisioner, app, alice) = web_on_a_provisioner();
     let variables: serde_json::Map<String, serde_json::Value> = (0..900)
         .map(|i| (format!("V{i}"), json!(format!("{i}:{}", "x".repeat(1000)))))
         .collect();
@@ -571,13 +578,7 @@ fn a_restart_sends_the_whole_environment_however_large() {
 
 #[test]
 fn restart() {
-    let provisioner = FakeServer::start();
-    let app = app().var("provisioner_url", &provisioner.url()).start();
-    admin(&app);
-    let alice = user(&app, "alice@example.com");
-    team(&app, &alice, "backend");
-    provisioner.on_once("POST", "/apps", provisioned("web", "", "", "started"));
-    create_app(&app, &alice, "web");
+    let (provisioner, app, alice) = web_on_a_provisioner();
     expect(
         &app.post("/apps/web/env")
             .bearer(&alice)
