@@ -1254,3 +1254,28 @@ fn availability_needs_a_started_or_unreachable_unit() {
         "App nope not found.\n",
     );
 }
+
+/// A call whose body cannot go out, because its server is gone, says why: the
+/// transport failure, not the body's stream.
+#[test]
+fn a_refused_call_with_a_body_gives_the_transport_reason() {
+    let (provisioner, app, alice) = web_on_a_provisioner();
+    let variables: serde_json::Map<String, Value> = (0..100)
+        .map(|i| (format!("V{i}"), json!("x".repeat(500))))
+        .collect();
+    expect(
+        &app.post("/apps/web/env")
+            .bearer(&alice)
+            .json(&json!(variables))
+            .send(),
+        200,
+        "",
+    );
+    drop(provisioner);
+    let resp = app.post("/apps/web/restart").bearer(&alice).send();
+    expect(
+        &resp,
+        502,
+        "Failed to restart the app \"web\": connection refused\n",
+    );
+}

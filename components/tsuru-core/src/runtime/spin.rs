@@ -278,13 +278,21 @@ fn open(request: &OutboundRequest) -> Result<OpenReply, String> {
     // The request goes out first and its body after: the body's stream holds only a few
     // KiB until the host sends them, so a body written before `handle` never finishes.
     let future = outgoing_handler::handle(outgoing, Some(options)).map_err(describe)?;
-    {
-        let stream = body.write().map_err(|_| "request body unavailable")?;
-        for chunk in request.body.chunks(WRITE_CHUNK) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| format!("sending request body: {e:?}"))?;
-        }
+    let sent = match body.write() {
+        Ok(stream) => request
+            .body
+            .chunks(WRITE_CHUNK)
+            .try_for_each(|chunk| stream.blocking_write_and_flush(chunk))
+            .map_err(|e| format!("sending request body: {e:?}")),
+        Err(()) => Err("request body unavailable".to_string()),
+    };
+    if let Err(reason) = sent {
+        // A body stops going out when the request failed (refused, timed out): say why.
+        future.subscribe().block();
+        return Err(match future.get() {
+            Some(Ok(Err(e))) => describe(e),
+            _ => reason,
+        });
     }
     types::OutgoingBody::finish(body, None).map_err(describe)?;
     future.subscribe().block();
