@@ -543,23 +543,34 @@ fn web_on_a_provisioner() -> (FakeServer, App, String) {
     (provisioner, app, alice)
 }
 
+/// Sets `count` variables `V<i>` of about `size` bytes each on `web`; returns them.
+fn set_large_environment(
+    app: &App,
+    token: &str,
+    count: usize,
+    size: usize,
+) -> serde_json::Map<String, Value> {
+    let variables: serde_json::Map<String, Value> = (0..count)
+        .map(|i| (format!("V{i}"), json!(format!("{i}:{}", "x".repeat(size)))))
+        .collect();
+    expect(
+        &app.post("/apps/web/env")
+            .bearer(token)
+            .json(&json!(variables))
+            .send(),
+        200,
+        "",
+    );
+    variables
+}
+
 /// Outbound request bodies go out whole, however large: the provisioner gets an app's
 /// whole environment, here close to its 1 MiB limit. (A body used to be written before
 /// its request was sent; past a few KiB that write waited forever.)
 #[test]
 fn a_restart_sends_the_whole_environment_however_large() {
     let (provisioner, app, alice) = web_on_a_provisioner();
-    let variables: serde_json::Map<String, serde_json::Value> = (0..900)
-        .map(|i| (format!("V{i}"), json!(format!("{i}:{}", "x".repeat(1000)))))
-        .collect();
-    expect(
-        &app.post("/apps/web/env")
-            .bearer(&alice)
-            .json(&json!(variables))
-            .send(),
-        200,
-        "",
-    );
+    let variables = set_large_environment(&app, &alice, 900, 1000);
     provisioner.clear();
     let resp = app
         .post("/apps/web/restart")
@@ -1260,17 +1271,7 @@ fn availability_needs_a_started_or_unreachable_unit() {
 #[test]
 fn a_refused_call_with_a_body_gives_the_transport_reason() {
     let (provisioner, app, alice) = web_on_a_provisioner();
-    let variables: serde_json::Map<String, Value> = (0..100)
-        .map(|i| (format!("V{i}"), json!("x".repeat(500))))
-        .collect();
-    expect(
-        &app.post("/apps/web/env")
-            .bearer(&alice)
-            .json(&json!(variables))
-            .send(),
-        200,
-        "",
-    );
+    set_large_environment(&app, &alice, 100, 500);
     drop(provisioner);
     let resp = app.post("/apps/web/restart").bearer(&alice).send();
     expect(
