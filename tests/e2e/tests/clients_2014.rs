@@ -11,6 +11,7 @@
 
 use e2e::accounts::{add_to_team, admin, team, user};
 use e2e::apps::{alice_with_web, app_token, create_app, expect, log_messages};
+use e2e::races::parallel;
 use e2e::{app, App, FakeServer, Reply, RequestBuilder, Resp};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -877,6 +878,55 @@ fn the_git_hook_deploys_with_the_record_only_provisioner() {
         [rec("web", "abc123"), rec("web", SHA)]
     );
     assert_eq!(deploy_count(&app, &alice, "web"), 2);
+}
+
+/// What one app's deploys may store (not in API.md: with the record-only provisioner a
+/// deploy costs no outside call): `version` and `commit` of at most 255 bytes, and the
+/// newest 1,000 records; the `Deploys` count still counts them all.
+#[test]
+fn deploy_fields_are_bounded_and_an_app_keeps_its_newest_thousand_records() {
+    let app = app().start();
+    let (admin, alice) = alice_with_web(&app);
+    let longest = "v".repeat(255);
+    let too_long = "v".repeat(256);
+    for (body, field) in [
+        (format!("version={too_long}"), "version"),
+        (format!("version=v1&commit={too_long}"), "commit"),
+    ] {
+        error_is(
+            &hook(&app, "/apps/web/deploy", &alice, &body).send(),
+            400,
+            &format!("Parameter {field} too long: it may be at most 255 bytes.\n"),
+        );
+    }
+    assert_eq!(deploy_count(&app, &alice, "web"), 0);
+    let body = format!("version={longest}&commit=old-0");
+    let deployed = hook(&app, "/apps/web/deploy", &alice, &body).send();
+    assert!(deployed.text().ends_with("\nOK\n"), "{}", deployed.text());
+
+    for i in 1..3 {
+        let body = format!("version=v&commit=old-{i}");
+        assert!(hook(&app, "/apps/web/deploy", &alice, &body)
+            .send()
+            .text()
+            .ends_with("\nOK\n"));
+    }
+    for batch in 0..125 {
+        let answers = parallel(8, |i| {
+            let body = format!("version=v&commit=new-{}", batch * 8 + i);
+            hook(&app, "/apps/web/deploy", &alice, &body)
+        });
+        for resp in &answers {
+            assert!(resp.text().ends_with("\nOK\n"), "{}", resp.text());
+        }
+    }
+    assert_eq!(deploy_count(&app, &alice, "web"), 1003);
+    let kept = deploy_list(&app, &admin, "?app=web");
+    assert_eq!(kept.len(), 1000);
+    assert!(
+        kept.iter().all(|(_, commit)| commit.starts_with("new-")),
+        "the oldest three went first"
+    );
 }
 
 #[test]

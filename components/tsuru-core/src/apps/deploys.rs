@@ -8,6 +8,7 @@ use crate::params;
 use crate::runtime::audit;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
+use crate::runtime::db::Db;
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::request::parse_form;
 use crate::runtime::response::Response;
@@ -19,6 +20,14 @@ use std::time::Instant;
 
 /// The most deploy records `GET /deploys` lists, newest first.
 const MAX_LISTED: i64 = 10_000;
+
+/// Deploy records kept per app, newest first: with the record-only provisioner a deploy
+/// costs no outside call, so without a bound one app's hook could grow the shared
+/// database without end. The app's `Deploys` count still counts every deploy.
+pub const KEPT_PER_APP: i64 = 1_000;
+
+/// The most bytes of a deploy's `version` or `commit` (a ref name, a commit id).
+pub const MAX_FIELD_BYTES: usize = 255;
 
 /// `POST /apps/:app/repository/clone` and `POST /apps/:app/deploy`: form
 /// `version=<ref>&commit=<sha>`. Once the checks pass the answer is `200` and the output
@@ -53,6 +62,13 @@ pub fn deploy(ctx: &mut Ctx) -> ApiResult<Response> {
     if version.is_empty() {
         return Err(ApiError::bad_request("Missing parameter version"));
     }
+    for (field, value) in [("version", &version), ("commit", &commit)] {
+        if value.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::bad_request(format!(
+                "Parameter {field} too long: it may be at most {MAX_FIELD_BYTES} bytes."
+            )));
+        }
+    }
     let env = env::values_from(&row, APP_COLUMN_COUNT);
     let actor = audit::actor(ctx.caller.as_ref());
     let stream = move |ctx: &Ctx, write: &mut dyn FnMut(&[u8]) -> bool| {
@@ -80,7 +96,8 @@ pub fn deploy(ctx: &mut Ctx) -> ApiResult<Response> {
 }
 
 /// Records a successful deploy: the record, the app's count and the audit event, in one
-/// transaction. An app removed meanwhile gets nothing (its id is gone).
+/// transaction, dropping the app's records past [`KEPT_PER_APP`]. An app removed
+/// meanwhile gets nothing (its id is gone).
 fn record(
     ctx: &Ctx,
     app_id: i64,
@@ -102,10 +119,21 @@ fn record(
             "INSERT INTO deploys (app_id, version, commit_id, timestamp, duration) VALUES (?, ?, ?, ?, ?)",
             params![app_id, version, commit, now_rfc3339(), duration],
         )?;
+        drop_old(db, app_id, KEPT_PER_APP)?;
         let extra = json!({ "version": version, "commit": commit });
         audit::record_in(db, actor, "deploy", app, extra);
         Ok(())
     })
+}
+
+/// Deletes app `app_id`'s deploy records but its newest `kept` (one index range).
+fn drop_old(db: &Db, app_id: i64, kept: i64) -> ApiResult<()> {
+    db.execute(
+        "DELETE FROM deploys WHERE app_id = ?1 AND id <= \
+         (SELECT id FROM deploys WHERE app_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+        params![app_id, kept],
+    )?;
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -136,4 +164,40 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
         })
         .collect();
     Ok(Response::json(&deploys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::schema::test_db_with_apps;
+
+    fn versions(db: &Db, app_id: i64) -> Vec<String> {
+        db.query(
+            "SELECT version FROM deploys WHERE app_id = ? ORDER BY id",
+            params![app_id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.text(0))
+        .collect()
+    }
+
+    #[test]
+    fn only_the_newest_records_of_the_app_are_kept() {
+        let db = test_db_with_apps(&[(1, "web"), (2, "api")]);
+        for (app_id, version) in [(1, "v1"), (2, "a1"), (1, "v2"), (1, "v3"), (1, "v4")] {
+            db.execute(
+                "INSERT INTO deploys (app_id, version, commit_id, timestamp, duration) \
+                 VALUES (?, ?, '', 'now', 0)",
+                params![app_id, version],
+            )
+            .unwrap();
+            drop_old(&db, app_id, 2).unwrap();
+        }
+        assert_eq!(versions(&db, 1), ["v3", "v4"]);
+        // Another app's records are its own.
+        assert_eq!(versions(&db, 2), ["a1"]);
+        drop_old(&db, 2, 2).unwrap();
+        assert_eq!(versions(&db, 2), ["a1"]);
+    }
 }
