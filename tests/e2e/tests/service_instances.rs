@@ -859,6 +859,58 @@ fn failed_binds_leave_no_trace() {
     );
 }
 
+/// Variables a binding sets count toward the app's limits (1,000 variables, 1 MiB): a
+/// bind that would take the app past them is refused and undone like any failed bind.
+#[test]
+fn a_bind_past_the_variable_limits_is_refused_and_undone() {
+    let w = world();
+    w.myapp_and_mydb();
+    let before = w.provisioned_env("myapp");
+    let too_many: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| (format!("VAR_{i}"), json!("x")))
+        .collect();
+    // TSURU_SERVICES repeats the bound values, so 600 KB of them is 1.2 MB in all.
+    let too_large = json!({"BLOB": "y".repeat(600 * 1024)});
+    for reply in [Value::Object(too_many), too_large] {
+        w.service.clear();
+        w.service
+            .on("POST", "/resources/mydb", Reply::json(200, &reply));
+        assert_eq!(
+            answer(&w.bind(&w.alice, "mydb", "myapp")),
+            error(
+                400,
+                "Too many environment variables: an app may hold at most 1000, \
+                 of at most 1048576 bytes of names and values in all."
+            )
+        );
+        let unbound: Vec<String> = w
+            .service
+            .requests()
+            .iter()
+            .filter(|c| c.method == "DELETE")
+            .map(|c| c.path().to_string())
+            .collect();
+        assert_eq!(
+            unbound,
+            [
+                "/resources/mydb/hostname/10.0.0.11",
+                "/resources/mydb/hostname/10.0.0.12"
+            ]
+        );
+        assert_eq!(w.instance_apps("mydb"), json!([]));
+        assert_eq!(w.provisioned_env("myapp"), before);
+    }
+    // Within the limits the same instance binds.
+    w.service.clear();
+    w.service.on(
+        "POST",
+        "/resources/mydb",
+        Reply::json(200, &json!({"DATABASE_HOST": "10.0.0.1"})),
+    );
+    assert_eq!(w.bind(&w.alice, "mydb", "myapp").status, 200);
+    assert_eq!(w.provisioned_env("myapp")["DATABASE_HOST"], "10.0.0.1");
+}
+
 #[test]
 fn failed_unbind_changes_nothing() {
     let w = world();

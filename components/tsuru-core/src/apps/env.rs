@@ -126,6 +126,22 @@ pub fn set_private(
     )
 }
 
+/// Refuses (`400`, rolling back the caller's transaction) when app `app_id` holds more
+/// than the limits allow: for writes whose variables come from elsewhere (a service
+/// binding's), checked after they are written, in the same transaction.
+pub fn check_limits(db: &Db, app_id: i64) -> ApiResult<()> {
+    let within = db.query(
+        "SELECT COUNT(*) <= ?2 AND TOTAL(length(CAST(name AS BLOB)) \
+         + length(CAST(value AS BLOB))) <= ?3 FROM env_vars WHERE app_id = ?1",
+        params![app_id, MAX_VARIABLES as i64, MAX_VARIABLE_BYTES as i64],
+    )?;
+    if within.first().is_some_and(|row| row.int(0) != 0) {
+        Ok(())
+    } else {
+        Err(too_many())
+    }
+}
+
 /// Stores public variables in the app of `target`, whose insert checks it and the
 /// limits, except reserved names and names that exist as private: `404`, `403`, `400`
 /// past the limits, or the app's id and the names stored.

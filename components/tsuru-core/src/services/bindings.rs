@@ -131,7 +131,8 @@ fn bind_units(
 /// Stores the service's variables on the app (private, tagged with the instance,
 /// replacing any variable of that name except the reserved ones) and recomputes
 /// `TSURU_SERVICES`, in one transaction with the audit event. The binding must still
-/// exist: an app or instance removed meanwhile took it along. Returns the variables.
+/// exist: an app or instance removed meanwhile took it along; and the app must stay
+/// within its variable limits (`400` otherwise). Returns the variables.
 fn store_variables(
     ctx: &Ctx,
     instance: &Instance,
@@ -156,6 +157,7 @@ fn store_variables(
             .collect();
         env::set_private(db, app.id, &pairs, Some(instance.id))?;
         refresh_tsuru_services(db, app.id)?;
+        env::check_limits(db, app.id)?;
         let names: Vec<&String> = stored.keys().collect();
         let extra = json!({ "app": app.name, "variables": names });
         audit::record_in(db, &email, "bind-app", &instance.name, extra);
