@@ -784,3 +784,93 @@ fn a_long_log_message_is_kept_as_entries_of_at_most_16_kib() {
     assert_eq!(tail[1..4].concat(), long);
     assert_eq!(tail[4], "after");
 }
+
+const TOO_MANY_SERVICES: &str = "Too many services: a user may register at most 100 services.\n";
+
+/// The services alice may use listed by `GET /services`, by id.
+fn service_ids(app: &App, token: &str) -> Vec<String> {
+    let listed = app.get("/services").bearer(token).send();
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A user registers at most 100 services (each holds a manifest of up to 64 KiB and a
+/// document of up to 1 MiB): the count is checked in the insert, so concurrent
+/// registrations near the limit never pass it together; removing one makes room, and
+/// another user's count is their own, even in the same team.
+#[test]
+fn a_user_registers_a_bounded_number_of_services_even_concurrently() {
+    let app = app().start();
+    let alice = alice(&app);
+    let bob = user(&app, "bob@example.com");
+    e2e::accounts::add_to_team(&app, &alice, "backend", "bob@example.com");
+    for batch in 0..12 {
+        for r in parallel(8, |i| {
+            app.post("/services")
+                .bearer(&alice)
+                .body(e2e::services::manifest(
+                    &format!("s{}", batch * 8 + i),
+                    "http://svc.example.com",
+                ))
+        }) {
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    }
+    // Sixteen at once, where four fit.
+    let answers = parallel(16, |i| {
+        app.post("/services")
+            .bearer(&alice)
+            .body(e2e::services::manifest(
+                &format!("r{i}"),
+                "http://svc.example.com",
+            ))
+    });
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    for refused in answers.iter().filter(|r| r.status != 200) {
+        refused.assert_is(400, TOO_MANY_SERVICES);
+    }
+    assert_eq!(service_ids(&app, &alice).len(), 100);
+    // A refused registration leaves nothing behind: bob may take its name.
+    let refused: Vec<usize> = (0..16).filter(|i| answers[*i].status != 200).collect();
+    let name = format!("r{}", refused[0]);
+    app.post("/services")
+        .bearer(&alice)
+        .body(e2e::services::manifest(
+            "one-more",
+            "http://svc.example.com",
+        ))
+        .send()
+        .assert_is(400, TOO_MANY_SERVICES);
+    create_service(&app, &bob, &name, "http://svc.example.com");
+    // A name taken still answers 409 first.
+    app.post("/services")
+        .bearer(&alice)
+        .body(e2e::services::manifest("s0", "http://svc.example.com"))
+        .send()
+        .assert_is(409, "Service with name s0 already exists.\n");
+    // Removing one of hers makes room again.
+    let removed = app.delete("/services/s0").bearer(&alice).send();
+    assert_eq!(removed.status, 204, "{}", removed.text());
+    create_service(&app, &alice, "one-more", "http://svc.example.com");
+    app.post("/services")
+        .bearer(&alice)
+        .body(e2e::services::manifest(
+            "two-more",
+            "http://svc.example.com",
+        ))
+        .send()
+        .assert_is(400, TOO_MANY_SERVICES);
+    // Bob's registration counted for bob; both see all 101 through their team.
+    assert_eq!(service_ids(&app, &bob).len(), 101);
+}

@@ -245,6 +245,12 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "DROP TABLE v3_teams",
     "DROP TABLE v3_user_keys",
     "DROP TABLE v3_users",
+], &[
+    // 5: who registered each service, so that one user's registrations can be counted
+    // (at most `MAX_SERVICES_PER_USER`). Services registered before have none and count
+    // for nobody; a removed user's services stay with their teams.
+    "ALTER TABLE services ADD COLUMN creator_id INTEGER REFERENCES users (id) ON DELETE SET NULL",
+    "CREATE INDEX services_creator ON services (creator_id)",
 ]];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -526,5 +532,40 @@ mod tests {
                 "{table}"
             );
         }
+    }
+
+    #[test]
+    fn a_version_4_database_keeps_its_services_credited_to_nobody() {
+        let db = NativeDb::memory();
+        migrate_to(&db, 4);
+        for sql in [
+            "INSERT INTO users (email, password_hash, created_at) VALUES ('a@x.com', 'h', 'now')",
+            "INSERT INTO services (name, created_at) VALUES ('mysql', 'now')",
+        ] {
+            db.execute(sql, &[]).unwrap();
+        }
+        migrate(&db, &|| vec!["python".into()], "now").unwrap();
+        assert!(is_current(&db).unwrap());
+        assert_eq!(
+            column(
+                &db,
+                "SELECT name || ' ' || COALESCE(creator_id, '-') FROM services"
+            ),
+            ["mysql -"]
+        );
+        // A removed user's services stay, credited to nobody.
+        db.execute(
+            "INSERT INTO services (name, created_at, creator_id) VALUES ('redis', 'now', 1)",
+            &[],
+        )
+        .unwrap();
+        db.execute("DELETE FROM users", &[]).unwrap();
+        assert_eq!(
+            column(
+                &db,
+                "SELECT name || ' ' || COALESCE(creator_id, '-') FROM services ORDER BY name"
+            ),
+            ["mysql -", "redis -"]
+        );
     }
 }

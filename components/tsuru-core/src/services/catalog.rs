@@ -31,11 +31,16 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
     Ok(Response::json(&group_instances(&rows)))
 }
 
+/// The most services one user may register: each stores a manifest of up to 64 KiB and
+/// a document of up to 1 MiB, with no outside call to slow a flood down.
+pub const MAX_SERVICES_PER_USER: i64 = 100;
+
 fn duplicate_id(id: &str) -> ApiError {
     ApiError::conflict(format!("Service with name {id} already exists."))
 }
 
-/// POST /services: registers a service owned by all the caller's teams.
+/// POST /services: registers a service owned by all the caller's teams, the caller's
+/// [`MAX_SERVICES_PER_USER`]th at most.
 pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
     let user = ctx.user()?;
     let valid = ValidManifest::parse(&ctx.req.body)?;
@@ -54,20 +59,30 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         if db.exists("SELECT 1 FROM services WHERE name = ?", params![name])? {
             return Err(duplicate_id(name));
         }
-        let id = db
+        // The count is part of the insert, under the write lock.
+        let Some(id) = db
             .query(
-                "INSERT INTO services (name, username, password, doc, restricted, created_at) \
-                 VALUES (?, ?, ?, '', ?, ?) RETURNING id",
+                "INSERT INTO services \
+                 (name, username, password, doc, restricted, created_at, creator_id) \
+                 SELECT ?1, ?2, ?3, '', ?4, ?5, ?6 \
+                 WHERE (SELECT COUNT(*) FROM services WHERE creator_id = ?6) < ?7 RETURNING id",
                 params![
                     name,
                     valid.username(),
                     valid.password(),
                     valid.restricted(),
-                    now_rfc3339()
+                    now_rfc3339(),
+                    user.id,
+                    MAX_SERVICES_PER_USER
                 ],
             )?
             .first()
-            .map_or(0, |r| r.int(0));
+            .map(|r| r.int(0))
+        else {
+            return Err(ApiError::bad_request(format!(
+                "Too many services: a user may register at most {MAX_SERVICES_PER_USER} services."
+            )));
+        };
         valid.store_endpoints(db, id)?;
         // The owner teams: the caller's teams as they are now.
         db.execute(
