@@ -911,6 +911,66 @@ fn a_bind_past_the_variable_limits_is_refused_and_undone() {
     assert_eq!(w.provisioned_env("myapp")["DATABASE_HOST"], "10.0.0.1");
 }
 
+/// Two binds at once, each within the limits alone but not together: the check runs
+/// after the variables are written, in the transaction that writes them, so exactly one
+/// binding stays.
+#[test]
+fn concurrent_binds_never_pass_the_variable_limits_together() {
+    let w = world();
+    w.myapp_and_mydb();
+    create_instance(&w.app, &w.alice, "mysql", "otherdb");
+    let fill: serde_json::Map<String, Value> = (0..990)
+        .map(|i| (format!("FILL_{i}"), json!("x")))
+        .collect();
+    let filled = w
+        .app
+        .post("/apps/myapp/env")
+        .bearer(&w.alice)
+        .json(&Value::Object(fill))
+        .send();
+    assert_eq!(filled.status, 200, "{}", filled.text());
+    for instance in ["mydb", "otherdb"] {
+        let reply: serde_json::Map<String, Value> = (0..5)
+            .map(|i| (format!("{}_{i}", instance.to_uppercase()), json!("h")))
+            .collect();
+        w.service.on(
+            "POST",
+            &format!("/resources/{instance}"),
+            Reply::json(200, &Value::Object(reply)),
+        );
+    }
+    let answers = e2e::races::parallel(2, |i| {
+        let instance = ["mydb", "otherdb"][i];
+        w.app
+            .put(&format!("/services/instances/{instance}/myapp"))
+            .bearer(&w.alice)
+    });
+    let mut outcomes: Vec<(u16, String)> = answers.iter().map(answer).collect();
+    outcomes.sort();
+    assert_eq!(outcomes[0].0, 200, "{outcomes:?}");
+    assert_eq!(
+        outcomes[1],
+        error(
+            400,
+            "Too many environment variables: an app may hold at most 1000, \
+             of at most 1048576 bytes of names and values in all."
+        )
+    );
+    let bound: Vec<&str> = ["mydb", "otherdb"]
+        .into_iter()
+        .filter(|i| w.instance_apps(i) == json!(["myapp"]))
+        .collect();
+    assert_eq!(bound.len(), 1, "exactly one binding stays");
+    let env = w.provisioned_env("myapp");
+    let prefix = format!("{}_", bound[0].to_uppercase());
+    let env_names: Vec<&String> = env.as_object().unwrap().keys().collect();
+    assert_eq!(
+        env_names.iter().filter(|n| n.starts_with(&prefix)).count(),
+        5
+    );
+    assert!(env_names.len() <= 1000, "{} variables", env_names.len());
+}
+
 #[test]
 fn failed_unbind_changes_nothing() {
     let w = world();
