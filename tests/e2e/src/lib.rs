@@ -819,6 +819,9 @@ pub struct Reply {
     /// After the chunks, close the connection without the terminating zero-size chunk
     /// (a streaming peer that fails midway); see [`Reply::cut_off`].
     pub cut_off: bool,
+    /// Read only the request's head, then wait `delay` and close without reading the
+    /// body or answering (a peer that stalls the sender); see [`Reply::never_reading`].
+    pub reads_no_body: bool,
 }
 
 impl Reply {
@@ -832,6 +835,7 @@ impl Reply {
             chunks: None,
             chunk_delay: Duration::ZERO,
             cut_off: false,
+            reads_no_body: false,
         }
     }
 
@@ -849,6 +853,17 @@ impl Reply {
         Self::status(status)
             .header("Content-Type", "application/json")
             .body(value.to_string())
+    }
+
+    /// Reads the head of the request and nothing more for `d`, then closes: its body
+    /// stays in the socket buffers, and a large one stops the sender. Recorded with an
+    /// empty body.
+    pub fn never_reading(d: Duration) -> Self {
+        Self {
+            reads_no_body: true,
+            delay: d,
+            ..Self::status(0)
+        }
     }
 
     /// Closes the connection instead of answering.
@@ -1048,12 +1063,21 @@ fn serve_fake_connection(conn: TcpStream, state: Arc<(Mutex<FakeState>, Condvar)
         let mut parts = start.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("").to_string();
-        let Ok(body) = read_body(&mut reader, &headers, false) else {
-            return;
+        let (m, cv) = &*state;
+        let reply = m
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reply_for(&method, &target);
+        let body = if reply.reads_no_body {
+            Vec::new()
+        } else {
+            match read_body(&mut reader, &headers, false) {
+                Ok(body) => body,
+                Err(_) => return,
+            }
         };
         let close = find(&headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let reply = {
-            let (m, cv) = &*state;
+        {
             let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
             g.requests.push(Recorded {
                 method: method.clone(),
@@ -1062,10 +1086,9 @@ fn serve_fake_connection(conn: TcpStream, state: Arc<(Mutex<FakeState>, Condvar)
                 body,
             });
             cv.notify_all();
-            g.reply_for(&method, &target)
-        };
+        }
         std::thread::sleep(reply.delay);
-        if reply.hang_up {
+        if reply.hang_up || reply.reads_no_body {
             return;
         }
         if reply.chunks.is_some() {

@@ -5,7 +5,7 @@ use e2e::accounts::{add_to_team, admin, team, user};
 use e2e::apps::{app_token, create_app, expect, try_create_app};
 use e2e::{app, App, FakeServer, Recorded, Reply, Resp};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const NO_ACCESS: &str = "User does not have access to this app\n";
 
@@ -585,6 +585,48 @@ fn a_restart_sends_the_whole_environment_however_large() {
     for (name, value) in &variables {
         assert_eq!(&env[name], value, "{name}");
     }
+}
+
+/// A provisioner that takes the request but never reads its body stalls the sender once
+/// the socket buffers are full (here about 5.6 MB of JSON, each control character of the
+/// environment escaped as `\u0001`, more than loopback's 4 MiB send buffer); the call's
+/// 30 s timeout still ends it, and the app stays usable.
+#[test]
+fn a_provisioner_that_never_reads_the_body_is_a_timeout() {
+    let (provisioner, app, alice) = web_on_a_provisioner();
+    for part in 0..10 {
+        let variables: serde_json::Map<String, Value> = (0..95)
+            .map(|i| (format!("V{part}_{i}"), json!("\u{1}".repeat(990))))
+            .collect();
+        expect(
+            &app.post("/apps/web/env")
+                .bearer(&alice)
+                .json(&json!(variables))
+                .send(),
+            200,
+            "",
+        );
+    }
+    provisioner.on_once(
+        "POST",
+        "/apps/web/restart",
+        Reply::never_reading(Duration::from_secs(60)),
+    );
+    let started = Instant::now();
+    let resp = app
+        .post("/apps/web/restart")
+        .bearer(&alice)
+        .timeout(Duration::from_secs(50))
+        .send();
+    expect(&resp, 502, "Failed to restart the app \"web\": timeout\n");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
+    // The next restart goes through.
+    let resp = app.post("/apps/web/restart").bearer(&alice).send();
+    expect(&resp, 200, "\n ---> Restarting your app\n");
 }
 
 #[test]
