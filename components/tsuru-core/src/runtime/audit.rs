@@ -43,7 +43,7 @@ pub fn record_as(ctx: &Ctx, actor: &str, action: &str, target: &str, extra: serd
 const INSERT: &str =
     "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)";
 
-/// An event as the columns a write procedure takes (schema migration 5), in their
+/// An event as the columns a write procedure takes (`Procedure` in `runtime/db.rs`), in their
 /// order: `date, actor, action, extra`; the procedure names the target. The event is
 /// part of the procedure's one statement, so it commits, or fails, with the change.
 pub fn procedure_columns(actor: &str, action: &str, extra: serde_json::Value) -> [Value; 4] {
