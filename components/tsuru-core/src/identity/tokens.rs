@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// App tokens live a year (API.md 1.3).
 pub const APP_TOKEN_SECONDS: i64 = 365 * 86_400;
 
+/// The most live user tokens one user holds (logins); a new one evicts the oldest.
+pub const MAX_TOKENS_PER_USER: usize = 1000;
+
 /// The key-value record of one token, keyed by `token:<sha256 of the token>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
@@ -38,7 +41,8 @@ fn user_tokens_key(user_id: i64) -> String {
 }
 
 /// Issues a user token valid for `days`; also prunes the user's token index of records
-/// that are gone or expired, so the index stays as small as the live tokens.
+/// that are gone or expired, so the index stays as small as the live tokens, and evicts
+/// the oldest live tokens past [`MAX_TOKENS_PER_USER`].
 pub fn issue_user_token(
     kv: &Kv,
     user_id: i64,
@@ -76,6 +80,12 @@ pub fn issue_user_token(
         pruned += 1;
     }
     index.drain(..pruned);
+    // Past the most live tokens a user may hold, the oldest stop working: without a
+    // bound a login loop would grow the index, which every login rewrites, without end.
+    let evicted = (index.len() + 1).saturating_sub(MAX_TOKENS_PER_USER);
+    for old in index.drain(..evicted) {
+        kv.delete(&token_key(&old))?;
+    }
     index.push(hash);
     kv.set_json(&index_key, &index)?;
     Ok(token)
@@ -220,5 +230,31 @@ mod tests {
             .get_json::<TokenRecord>(&key(&hashes[0]))
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn a_user_holds_at_most_the_newest_thousand_tokens() {
+        use crate::runtime::kv::memory::MemoryKv;
+        let kv = Kv::new(Box::new(MemoryKv::default()));
+        let hashes: Vec<String> = (0..MAX_TOKENS_PER_USER + 2)
+            .map(|_| {
+                sha256_hex(
+                    issue_user_token(&kv, 1, "a@b.com", 0, 7)
+                        .unwrap()
+                        .as_bytes(),
+                )
+            })
+            .collect();
+        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
+        assert_eq!(index, hashes[2..]);
+        let record = |hash: &str| {
+            kv.get_json::<TokenRecord>(&format!("token:{hash}"))
+                .unwrap()
+        };
+        assert!(record(&hashes[0]).is_none() && record(&hashes[1]).is_none());
+        assert!(record(&hashes[2]).is_some());
+        // Another user's tokens are their own.
+        issue_user_token(&kv, 2, "c@d.com", 0, 7).unwrap();
+        assert!(record(&hashes[2]).is_some());
     }
 }
