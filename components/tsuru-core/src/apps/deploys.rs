@@ -169,17 +169,15 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::db::native::texts;
     use crate::runtime::schema::test_db_with_apps;
 
     fn versions(db: &Db, app_id: i64) -> Vec<String> {
-        db.query(
+        texts(
+            db,
             "SELECT version FROM deploys WHERE app_id = ? ORDER BY id",
             params![app_id],
         )
-        .unwrap()
-        .iter()
-        .map(|r| r.text(0))
-        .collect()
     }
 
     #[test]

@@ -444,14 +444,11 @@ mod tests {
     }
 
     fn messages(db: &Db, app_id: i64) -> Vec<String> {
-        db.query(
+        crate::runtime::db::native::texts(
+            db,
             "SELECT message FROM app_logs WHERE app_id = ? ORDER BY seq",
             params![app_id],
         )
-        .unwrap()
-        .iter()
-        .map(|r| r.text(0))
-        .collect()
     }
 
     #[test]

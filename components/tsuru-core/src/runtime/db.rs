@@ -579,6 +579,15 @@ pub mod native {
 
     pub struct NativeDb(pub rusqlite::Connection);
 
+    /// The first column of every row `sql` returns, as text (tests read tables with it).
+    pub fn texts(db: &Db, sql: &str, params: &[Value]) -> Vec<String> {
+        db.query(sql, params)
+            .expect("query")
+            .iter()
+            .map(|r| r.text(0))
+            .collect()
+    }
+
     /// A connection that refuses temporary objects as libSQL does (its client answers
     /// `unsupported statement`, and so does `sqld`).
     pub struct LibsqlLike(pub NativeDb);

@@ -401,11 +401,7 @@ mod tests {
     }
 
     fn column(db: &Db, sql: &str) -> Vec<String> {
-        db.query(sql, &[])
-            .unwrap()
-            .iter()
-            .map(|r| r.text(0))
-            .collect()
+        crate::runtime::db::native::texts(db, sql, &[])
     }
 
     #[test]
