@@ -24,10 +24,10 @@ const MAX_LISTED: i64 = 10_000;
 /// Deploy records kept per app, newest first: with the record-only provisioner a deploy
 /// costs no outside call, so without a bound one app's hook could grow the shared
 /// database without end. The app's `Deploys` count still counts every deploy.
-pub const KEPT_PER_APP: i64 = 1_000;
+const KEPT_PER_APP: i64 = 1_000;
 
 /// The most bytes of a deploy's `version` or `commit` (a ref name, a commit id).
-pub const MAX_FIELD_BYTES: usize = 255;
+const MAX_FIELD_BYTES: usize = 255;
 
 /// `POST /apps/:app/repository/clone` and `POST /apps/:app/deploy`: form
 /// `version=<ref>&commit=<sha>`. Once the checks pass the answer is `200` and the output

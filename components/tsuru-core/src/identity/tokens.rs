@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const APP_TOKEN_SECONDS: i64 = 365 * 86_400;
 
 /// The most live user tokens one user holds (logins); a new one evicts the oldest.
-pub const MAX_TOKENS_PER_USER: usize = 1000;
+const MAX_TOKENS_PER_USER: usize = 1000;
 
 /// The key-value record of one token, keyed by `token:<sha256 of the token>`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

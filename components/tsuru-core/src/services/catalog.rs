@@ -33,7 +33,7 @@ pub fn list(ctx: &mut Ctx) -> ApiResult<Response> {
 
 /// The most services one user may register: each stores a manifest of up to 64 KiB and
 /// a document of up to 1 MiB, with no outside call to slow a flood down.
-pub const MAX_SERVICES_PER_USER: i64 = 100;
+const MAX_SERVICES_PER_USER: i64 = 100;
 
 fn duplicate_id(id: &str) -> ApiError {
     ApiError::conflict(format!("Service with name {id} already exists."))
