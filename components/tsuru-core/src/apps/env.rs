@@ -130,12 +130,7 @@ pub fn set_private(
 /// than the limits allow: for writes whose variables come from elsewhere (a service
 /// binding's), checked after they are written, in the same transaction.
 pub fn check_limits(db: &Db, app_id: i64) -> ApiResult<()> {
-    let within = db.query(
-        "SELECT COUNT(*) <= ?2 AND TOTAL(length(CAST(name AS BLOB)) \
-         + length(CAST(value AS BLOB))) <= ?3 FROM env_vars WHERE app_id = ?1",
-        params![app_id, MAX_VARIABLES as i64, MAX_VARIABLE_BYTES as i64],
-    )?;
-    if within.first().is_some_and(|row| row.int(0) != 0) {
+    if batch_within_limits(db, app_id, &[])? {
         Ok(())
     } else {
         Err(too_many())
