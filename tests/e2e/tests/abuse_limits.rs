@@ -874,3 +874,23 @@ fn a_user_registers_a_bounded_number_of_services_even_concurrently() {
     // Bob's registration counted for bob; both see all 101 through their team.
     assert_eq!(service_ids(&app, &bob).len(), 101);
 }
+
+/// A user holds at most 1,000 live login tokens: the 1,001st login ends the oldest
+/// token (401), and every later one still works. Logins run one at a time, as a
+/// login loop would: the token index is read and rewritten by each.
+#[test]
+fn a_login_past_a_thousand_live_tokens_ends_the_oldest() {
+    let app = app().start();
+    admin(&app);
+    let first = user(&app, "alice@example.com");
+    let second = e2e::accounts::login(&app, "alice@example.com");
+    for _ in 0..998 {
+        e2e::accounts::login(&app, "alice@example.com");
+    }
+    let teams = |token: &str| app.get("/teams").bearer(token).send();
+    assert_eq!(teams(&first).status, 200, "1,000 tokens: all live");
+    let newest = e2e::accounts::login(&app, "alice@example.com");
+    teams(&first).assert_is(401, "Invalid token\n");
+    assert_eq!(teams(&second).status, 200);
+    assert_eq!(teams(&newest).status, 200);
+}
