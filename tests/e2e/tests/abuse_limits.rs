@@ -894,3 +894,47 @@ fn a_login_past_a_thousand_live_tokens_ends_the_oldest() {
     assert_eq!(teams(&second).status, 200);
     assert_eq!(teams(&newest).status, 200);
 }
+
+/// How many audit events have `action`, and the highest event id (the trail has no route).
+fn audit_trail(app: &App, action: &str) -> (i64, i64) {
+    rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_db.db"))
+        .and_then(|db| {
+            db.query_row(
+                "SELECT (SELECT COUNT(*) FROM audit_events WHERE action = ?), \
+                 (SELECT COALESCE(MAX(id), 0) FROM audit_events)",
+                [action],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+        })
+        .expect("read the audit events")
+}
+
+#[test]
+fn with_audit_retention_days_set_events_past_it_are_pruned_and_others_kept() {
+    for (retention, old_kept) in [("30", 0), ("", 1_500)] {
+        let app = app().var("audit_retention_days", retention).start();
+        let alice = alice(&app);
+        // 1,500 events from 2020, then one from now with an id just below 2,000, where
+        // the event of the request that reaches it looks for events past retention.
+        app.sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500) \
+             INSERT INTO audit_events (date, actor, action, target) \
+             SELECT '2020-01-01T00:00:00Z', 'old@example.com', 'old', 'x' FROM n; \
+             INSERT INTO audit_events (id, date, actor, action, target) \
+             VALUES (1995, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), 'r@example.com', 'recent', 'x');",
+        );
+        let mut teams = 0;
+        while audit_trail(&app, "old").1 < 2_000 {
+            teams += 1;
+            team(&app, &alice, &format!("t{teams}"));
+        }
+        assert!(teams <= 5, "one event per team creation: {teams}");
+        assert_eq!(
+            audit_trail(&app, "old").0,
+            old_kept,
+            "retention {retention:?}"
+        );
+        assert_eq!(audit_trail(&app, "recent").0, 1);
+        assert_eq!(audit_trail(&app, "create-team").0, teams + 1);
+    }
+}

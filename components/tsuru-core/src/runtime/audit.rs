@@ -4,8 +4,8 @@
 use crate::params;
 use crate::runtime::caller::Caller;
 use crate::runtime::context::Ctx;
-use crate::runtime::db::{Db, Value};
-use crate::runtime::time::now_rfc3339;
+use crate::runtime::db::{Db, DbResult, Row, Value};
+use crate::runtime::time::{now_rfc3339, now_unix, rfc3339};
 
 /// The actor of an event: the user's email, or `app:<name>` for an app token.
 pub fn actor(caller: Option<&Caller>) -> String {
@@ -35,13 +35,59 @@ pub fn record_as(ctx: &Ctx, actor: &str, action: &str, target: &str, extra: serd
     } else {
         db.write(INSERT, params)
     };
-    if let Err(e) = inserted {
-        eprintln!("audit {action} {target}: {e}");
+    note_inserted(db, action, target, inserted);
+}
+
+const INSERT: &str = "INSERT INTO audit_events (date, actor, action, target, extra) \
+     VALUES (?, ?, ?, ?, ?) RETURNING id";
+
+/// Every how many events a request looks for events past `audit_retention_days`.
+const PRUNE_EVERY: i64 = 1_000;
+
+/// The most events one look deletes: more than arrive between two looks, so a backlog
+/// (a retention shortened, events from before it was set) is caught up, a bounded
+/// step at a time.
+const PRUNE_BATCH: i64 = 2 * PRUNE_EVERY;
+
+/// Reports a failed insert; notes a pruning point when the event's id reaches one.
+fn note_inserted(db: &Db, action: &str, target: &str, inserted: DbResult<Vec<Row>>) {
+    match inserted {
+        Ok(rows) => {
+            if rows.first().is_some_and(|r| r.int(0) % PRUNE_EVERY == 0) {
+                db.set_prune_due();
+            }
+        }
+        Err(e) => eprintln!("audit {action} {target}: {e}"),
     }
 }
 
-const INSERT: &str =
-    "INSERT INTO audit_events (date, actor, action, target, extra) VALUES (?, ?, ?, ?, ?)";
+/// Deletes the oldest events older than `audit_retention_days`, at most
+/// [`PRUNE_BATCH`], when a write of this request reached a pruning point: once every
+/// [`PRUNE_EVERY`] events, after the request's own work, in one autocommit statement.
+/// Ids grow with time, so the oldest ids are the candidates. Unset, nothing is ever
+/// deleted. A failure or an invalid value is reported on stderr; the request has its
+/// answer already.
+/// App creation's event, written by its procedure, is not counted: a pruning point that
+/// falls on one is skipped, and the next one deletes twice as much.
+pub fn prune_if_due(ctx: &Ctx) {
+    let Some(db) = ctx.opened_db().filter(|db| db.take_prune_due()) else {
+        return;
+    };
+    let days = match ctx.config.audit_retention_days() {
+        Ok(Some(days)) => days,
+        Ok(None) => return,
+        Err(e) => return eprintln!("audit pruning: {}", e.message),
+    };
+    let cutoff = rfc3339(now_unix() - days * 86_400);
+    let pruned = db.write(
+        "DELETE FROM audit_events WHERE id IN \
+         (SELECT id FROM audit_events ORDER BY id LIMIT ?) AND date < ?",
+        params![PRUNE_BATCH, cutoff],
+    );
+    if let Err(e) = pruned {
+        eprintln!("audit pruning: {e}");
+    }
+}
 
 /// An event as the columns a write procedure takes (`Procedure` in `runtime/db.rs`), in their
 /// order: `date, actor, action, extra`; the procedure names the target. The event is
@@ -59,11 +105,105 @@ pub fn procedure_columns(actor: &str, action: &str, extra: serde_json::Value) ->
 /// both. A failed insert is reported and leaves the caller's writes alone (SQLite undoes
 /// only the failed statement).
 pub fn record_in(db: &Db, actor: &str, action: &str, target: &str, extra: serde_json::Value) {
-    let inserted = db.execute(
+    let inserted = db.query(
         INSERT,
         params![now_rfc3339(), actor, action, target, extra.to_string()],
     );
-    if let Err(e) = inserted {
-        eprintln!("audit {action} {target}: {e}");
+    note_inserted(db, action, target, inserted);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::context::fake::FakePlatform;
+    use crate::runtime::db::native::texts;
+    use crate::runtime::request::Request;
+
+    fn ctx(vars: &[(&str, &str)]) -> Ctx {
+        Ctx::new(
+            Request::new("POST", "/x", vec![]),
+            FakePlatform::leaked(vars),
+        )
+    }
+
+    /// `old` events dated in 2020, then new events by `record` until the last id is
+    /// `last`.
+    fn seed(ctx: &Ctx, old: i64, last: i64) {
+        let db = ctx.db().unwrap();
+        for id in 1..=old {
+            db.execute(
+                "INSERT INTO audit_events (id, date, actor, action, target) \
+                 VALUES (?, '2020-01-01T00:00:00Z', 'a@b.com', 'old', 't')",
+                params![id],
+            )
+            .unwrap();
+        }
+        let next = db
+            .query_opt("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_events", &[])
+            .unwrap()
+            .unwrap()
+            .int(0);
+        for _ in next..=last {
+            record(ctx, "new", "t", serde_json::json!({}));
+        }
+    }
+
+    fn actions(ctx: &Ctx) -> Vec<String> {
+        let db = ctx.db().unwrap();
+        texts(
+            db,
+            "SELECT DISTINCT action FROM audit_events ORDER BY action",
+            &[],
+        )
+    }
+
+    fn count(ctx: &Ctx, action: &str) -> i64 {
+        let db = ctx.db().unwrap();
+        let row = db
+            .query_opt(
+                "SELECT COUNT(*) FROM audit_events WHERE action = ?",
+                params![action],
+            )
+            .unwrap()
+            .unwrap();
+        row.int(0)
+    }
+
+    #[test]
+    fn the_event_at_a_pruning_point_deletes_a_batch_of_events_past_retention() {
+        let ctx = ctx(&[("audit_retention_days", "30")]);
+        seed(&ctx, 2_500, 3 * PRUNE_EVERY - 1);
+        prune_if_due(&ctx);
+        assert_eq!(count(&ctx, "old"), 2_500, "no pruning point reached yet");
+        seed(&ctx, 0, 3 * PRUNE_EVERY);
+        assert_eq!(
+            count(&ctx, "old"),
+            2_500,
+            "pruning waits for the request's end"
+        );
+        prune_if_due(&ctx);
+        // The oldest PRUNE_BATCH ids go; the recent events, newer than 30 days, stay.
+        assert_eq!(count(&ctx, "old"), 500);
+        prune_if_due(&ctx);
+        assert_eq!(count(&ctx, "old"), 500, "once per pruning point");
+        assert_eq!(actions(&ctx), ["new", "old"]);
+    }
+
+    #[test]
+    fn without_a_retention_the_trail_keeps_everything() {
+        let ctx = ctx(&[]);
+        seed(&ctx, 2_500, 3 * PRUNE_EVERY);
+        prune_if_due(&ctx);
+        assert_eq!(count(&ctx, "old"), 2_500);
+        let ctx = super::tests::ctx(&[("audit_retention_days", "0")]);
+        assert!(ctx.config.audit_retention_days().is_err());
+    }
+
+    #[test]
+    fn events_within_retention_are_never_pruned() {
+        let ctx = ctx(&[("audit_retention_days", "1")]);
+        seed(&ctx, 0, PRUNE_EVERY);
+        prune_if_due(&ctx);
+        assert_eq!(count(&ctx, "new"), PRUNE_EVERY);
     }
 }

@@ -113,6 +113,18 @@ impl Config {
         }
     }
 
+    /// `audit_retention_days`: days an audit event is kept, 1..=36500; empty means
+    /// forever (API.md 4.1: the trail is append-only unless the operator says otherwise).
+    pub fn audit_retention_days(&self) -> ApiResult<Option<i64>> {
+        match self.optional("audit_retention_days") {
+            None => Ok(None),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=36_500).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::invalid_variable("audit_retention_days")),
+            },
+        }
+    }
+
     /// `service_hosts`: the host patterns service endpoints may name (API.md 8.3), lower
     /// case; empty means any host. A pattern is a host name, or `*.` and a domain.
     pub fn service_hosts(&self) -> ApiResult<Vec<String>> {

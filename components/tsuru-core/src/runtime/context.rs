@@ -86,6 +86,11 @@ impl Ctx {
         }))
     }
 
+    /// The request's database, if the request has used it.
+    pub fn opened_db(&self) -> Option<&Db> {
+        self.db.get()
+    }
+
     /// The key-value store, opened on first use.
     pub fn kv(&self) -> ApiResult<&Kv> {
         if let Some(kv) = self.kv.get() {

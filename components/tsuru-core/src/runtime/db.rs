@@ -300,6 +300,9 @@ pub struct Db {
     procedures: RefCell<Vec<&'static str>>,
     /// Whether this database refused to define a procedure (it refuses temporary objects).
     procedures_refused: Cell<bool>,
+    /// Whether a write of this request reached a table's next pruning point (the audit
+    /// trail's, `audit::prune_if_due`), to be acted on once the request's work is done.
+    prune_due: Cell<bool>,
 }
 
 impl Db {
@@ -314,7 +317,18 @@ impl Db {
             busy_handler_off: Cell::new(false),
             procedures: RefCell::new(Vec::new()),
             procedures_refused: Cell::new(false),
+            prune_due: Cell::new(false),
         }
+    }
+
+    /// Notes that a pruning point was reached (see the `prune_due` field).
+    pub fn set_prune_due(&self) {
+        self.prune_due.set(true);
+    }
+
+    /// Whether a pruning point was reached; clears the note.
+    pub fn take_prune_due(&self) -> bool {
+        self.prune_due.replace(false)
     }
 
     /// Runs a statement on the connection, opening it first if needed, and retrying

@@ -2,6 +2,7 @@
 //! path, literals beating `:params`, 404/405 with `Allow`, HEAD on every GET route;
 //! then the processing order of API.md 1.4: auth, body size, the route itself.
 
+use crate::runtime::audit;
 use crate::runtime::context::{Ctx, Platform};
 use crate::runtime::error::{ApiError, ApiResult};
 use crate::runtime::request::{percent_decode, Request, MAX_BODY};
@@ -167,6 +168,7 @@ pub fn dispatch(
     let mut ctx = Ctx::new(req, platform);
     ctx.params = params;
     let mut response = run(route, &mut ctx, read_body).unwrap_or_else(Response::from);
+    audit::prune_if_due(&ctx);
     if is_head {
         response.body.clear();
         response.stream = None;
