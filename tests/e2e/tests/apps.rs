@@ -1322,3 +1322,37 @@ fn a_refused_call_with_a_body_gives_the_transport_reason() {
         "Failed to restart the app \"web\": connection refused\n",
     );
 }
+
+/// The write checks the platform by its foreign key; a refusal still names an unknown
+/// platform first (API.md check 3), before the name's form, a taken name and the quota.
+#[test]
+fn an_unknown_platform_is_refused_before_the_name_and_the_quota() {
+    let app = app().var("quota_apps_per_user", "1").start();
+    admin(&app);
+    let alice = user(&app, "alice@example.com");
+    team(&app, &alice, "backend");
+    let bob = user(&app, "bob@example.com");
+    team(&app, &bob, "frontend");
+    let create = |token: &str, name: &str, platform: &str| {
+        app.post("/apps")
+            .bearer(token)
+            .json(&json!({"name": name, "platform": platform}))
+            .send()
+    };
+    assert_eq!(create(&alice, "web", "python").status, 200);
+    let invalid = "Invalid platform\n";
+    // A bad name, a taken name, a full quota: each with an unknown platform.
+    expect(&create(&alice, "My_App", "cobol"), 400, invalid);
+    expect(&create(&alice, "web", "cobol"), 400, invalid);
+    expect(&create(&alice, "other", "cobol"), 400, invalid);
+    // With a known platform, those refusals are the ones the checks name.
+    expect(&create(&alice, "other", "python"), 403, "Quota exceeded\n");
+    expect(
+        &create(&bob, "web", "python"),
+        409,
+        "Tsuru failed to create the app \"web\": there is already an app with this name.\n",
+    );
+    // Refused by the foreign key itself: nothing of it stays, the name and quota are free.
+    expect(&create(&bob, "api", "cobol"), 400, invalid);
+    assert_eq!(create(&bob, "api", "python").status, 200);
+}

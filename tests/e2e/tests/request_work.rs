@@ -231,6 +231,12 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
                 None => assert_eq!(commits(&calls), 1, "{route}: {calls:#?}"),
             }
         }
+        if route == "POST /apps" {
+            // The write's foreign key checks the platform; only a refusal reads it.
+            let platform_reads = calls.iter().filter(|c| c.contains("FROM platforms"));
+            assert_eq!(platform_reads.count(), 0, "{route}: {calls:#?}");
+            assert_eq!(statements(&calls), 5, "{route}: {calls:#?}");
+        }
         if route == "login" {
             // The newest token at the index front is live: one read, not one per token.
             assert_eq!(

@@ -75,16 +75,14 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(no_team());
     }
     let platform = body.platform.or(body.framework).unwrap_or_default();
-    if platform.is_empty()
-        || !ctx.db()?.exists(
-            "SELECT 1 FROM platforms WHERE name = ?",
-            params![platform.as_str()],
-        )?
-    {
-        return Err(ApiError::bad_request("Invalid platform"));
+    if platform.is_empty() {
+        return Err(invalid_platform());
     }
+    // The platform is checked by the write (its foreign key), and read only when a
+    // refusal must say which check failed first (API.md: the platform's, check 3).
     let name = body.name.unwrap_or_default();
     if !is_app_name(&name) {
+        check_platform(ctx.db()?, &platform)?;
         return Err(ApiError::bad_request(
             "Invalid app name, your app should have at most 63 characters, containing only lower case letters, numbers or dashes, starting with a letter.",
         ));
@@ -128,6 +126,18 @@ pub fn create(ctx: &mut Ctx) -> ApiResult<Response> {
         "status": "success",
         "repository_url": repository_url(&ctx.config.git_host(), &creation.name),
     })))
+}
+
+fn invalid_platform() -> ApiError {
+    ApiError::bad_request("Invalid platform")
+}
+
+/// Check 3 of `POST /apps`: the platform is in the platform table.
+fn check_platform(db: &Db, platform: &str) -> ApiResult<()> {
+    match db.exists("SELECT 1 FROM platforms WHERE name = ?", params![platform])? {
+        true => Ok(()),
+        false => Err(invalid_platform()),
+    }
 }
 
 fn creation_failed(app: &str, why: &str) -> String {
@@ -249,10 +259,8 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
         match db.call(&APP_CREATION, &select, &params) {
             Ok(rows) => Ok(rows.first().map(|row| row.int(0)).ok_or(false)),
             Err(e) if e.is_unique_violation() => Ok(Err(true)),
-            // The platform was removed meanwhile.
-            Err(e) if e.is_foreign_key_violation() => {
-                Err(ApiError::bad_request("Invalid platform"))
-            }
+            // No such platform (or it was removed meanwhile).
+            Err(e) if e.is_foreign_key_violation() => Err(invalid_platform()),
             Err(e) => Err(e.into()),
         }
     };
@@ -274,6 +282,9 @@ fn insert_app(db: &Db, c: &Creation, started: Option<&UnitStatus>) -> ApiResult<
         Ok(id) => return Ok(id),
         Err(taken) => taken,
     };
+    // A write that inserted nothing, or stopped at the name, never reached the
+    // platform's foreign key; its check comes before the name's and the quota's.
+    check_platform(db, &c.platform)?;
     let holder = db.query_opt(
         &format!("SELECT {ABANDONED} FROM apps a WHERE a.name = ?1"),
         &params[..2],
