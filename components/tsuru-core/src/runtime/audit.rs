@@ -65,10 +65,12 @@ fn note_inserted(db: &Db, action: &str, target: &str, inserted: DbResult<Vec<Row
 /// [`PRUNE_BATCH`], when a write of this request reached a pruning point: once every
 /// [`PRUNE_EVERY`] events, after the request's own work, in one autocommit statement.
 /// Ids grow with time, so the oldest ids are the candidates. Unset, nothing is ever
-/// deleted. A failure or an invalid value is reported on stderr; the request has its
-/// answer already.
+/// deleted. A failure or an invalid value is reported on stderr; the request's answer
+/// is already decided.
+///
 /// App creation's event, written by its procedure, is not counted: a pruning point that
-/// falls on one is skipped, and the next one deletes twice as much.
+/// falls on one is skipped, and the next one catches up ([`PRUNE_BATCH`] is twice the
+/// events between two points).
 pub fn prune_if_due(ctx: &Ctx) {
     let Some(db) = ctx.opened_db().filter(|db| db.take_prune_due()) else {
         return;
