@@ -193,12 +193,12 @@ mod tests {
 
     #[test]
     fn without_a_retention_the_trail_keeps_everything() {
-        let ctx = ctx(&[]);
-        seed(&ctx, 2_500, 3 * PRUNE_EVERY);
-        prune_if_due(&ctx);
-        assert_eq!(count(&ctx, "old"), 2_500);
-        let ctx = super::tests::ctx(&[("audit_retention_days", "0")]);
-        assert!(ctx.config.audit_retention_days().is_err());
+        let unset = ctx(&[]);
+        seed(&unset, 2_500, 3 * PRUNE_EVERY);
+        prune_if_due(&unset);
+        assert_eq!(count(&unset, "old"), 2_500);
+        let invalid = ctx(&[("audit_retention_days", "0")]);
+        assert!(invalid.config.audit_retention_days().is_err());
     }
 
     #[test]
