@@ -238,10 +238,24 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
             assert_eq!(statements(&calls), 5, "{route}: {calls:#?}");
         }
         if route == "login" {
-            // The newest token at the index front is live: one read, not one per token.
+            // The token's index row is written in the login's transaction: no token
+            // record is read, one is written, and only the user's key-value list from
+            // before the index moved to SQLite is looked up.
             assert_eq!(
                 count(&calls, "key-value get token:"),
+                0,
+                "{route}: {calls:#?}"
+            );
+            assert_eq!(
+                count(&calls, "key-value get user-tokens:"),
                 1,
+                "{route}: {calls:#?}"
+            );
+            assert_eq!(count(&calls, "key-value set"), 1, "{route}: {calls:#?}");
+            assert_eq!(transactions(&calls), 1, "{route}: {calls:#?}");
+            assert_eq!(
+                statements_in_transaction(route, &calls),
+                3,
                 "{route}: {calls:#?}"
             );
         } else {

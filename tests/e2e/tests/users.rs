@@ -921,3 +921,84 @@ fn of_two_racing_password_changes_from_one_old_password_exactly_one_wins() {
         );
     }
 }
+
+/// The key-value token records that name `email` (the store has no route; an operator
+/// would look at its file).
+fn token_records_of(app: &e2e::App, email: &str) -> i64 {
+    rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_key_value.db"))
+        .and_then(|kv| {
+            kv.query_row(
+                "SELECT COUNT(*) FROM spin_key_value WHERE key LIKE 'token:%' \
+                 AND CAST(value AS TEXT) LIKE ?",
+                [format!("%\"email\":\"{email}\"%")],
+                |row| row.get(0),
+            )
+        })
+        .expect("read the key-value store")
+}
+
+/// Concurrent logins of one account each index their token, so a password change,
+/// a password reset or the account's removal deletes every token record it revokes:
+/// none is left in the key-value store, working for no one and deleted by nothing.
+#[test]
+fn tokens_of_concurrent_logins_are_all_deleted_when_revoked() {
+    let mailer = FakeServer::start();
+    mailer.fallback(Reply::text(200, ""));
+    let app = app().var("mailer_url", &mailer.url()).start();
+    admin(&app);
+    let email = "bob@example.com";
+    let kept = user(&app, email);
+    let logins = |password: &str| {
+        let answers = e2e::races::parallel(12, |_| {
+            app.post(&format!("/users/{email}/tokens"))
+                .json(&json!({ "password": password }))
+        });
+        for resp in &answers {
+            assert_eq!(resp.status, 200, "login: {}", resp.text());
+        }
+        answers
+    };
+    // Enough rounds that, with the index a key-value list each login rewrote, two
+    // logins would rewrite it at once and one token drop out of it.
+    for _ in 0..2 {
+        logins(PASSWORD);
+    }
+    assert_eq!(token_records_of(&app, email), 1 + 2 * 12);
+
+    // A password change keeps only the presented token.
+    let changed = app
+        .put("/users/password")
+        .bearer(&kept)
+        .json(&json!({"old": PASSWORD, "new": "654321"}))
+        .send();
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_eq!(token_records_of(&app, email), 1);
+
+    // A password reset keeps none.
+    logins("654321");
+    let reset = app.post(&format!("/users/{email}/password")).send();
+    assert_eq!(reset.status, 200, "{}", reset.text());
+    let mail = |i: usize| {
+        mailer.requests()[i].json()["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let token = extract_after(&mail(0), "reset it: ");
+    let done = app
+        .post(&format!("/users/{email}/password?token={token}"))
+        .send();
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(token_records_of(&app, email), 0);
+
+    // Nor does the account's removal.
+    let new_password = extract_after(&mail(1), "password is: ");
+    let after_reset: Vec<String> = logins(&new_password)
+        .iter()
+        .map(|resp| resp.json()["token"].as_str().expect("a token").to_string())
+        .collect();
+    assert_eq!(token_records_of(&app, email), 12);
+    let removed = app.delete("/users").bearer(&after_reset[0]).send();
+    assert_eq!(removed.status, 200, "{}", removed.text());
+    assert_eq!(token_records_of(&app, email), 0);
+}

@@ -189,7 +189,7 @@ mod tests {
 #[cfg(test)]
 mod authenticate_tests {
     use super::*;
-    use crate::identity::tokens::{issue_app_token, issue_user_token};
+    use crate::identity::tokens::{issue_app_token, issue_user_token, TokenHolder};
     use crate::runtime::context::fake::FakePlatform;
     use crate::runtime::request::Request;
 
@@ -202,6 +202,18 @@ mod authenticate_tests {
             ),
             platform,
         )
+    }
+
+    /// A token of user 1 issued at `epoch`, valid for `days`.
+    fn login(ctx: &Ctx, epoch: i64, days: i64) -> String {
+        let holder = TokenHolder {
+            user_id: 1,
+            email: "a@b.com",
+            epoch,
+        };
+        issue_user_token(ctx.db().unwrap(), ctx.kv().unwrap(), &holder, days, |_| {})
+            .unwrap()
+            .unwrap()
     }
 
     fn setup() -> &'static FakePlatform {
@@ -223,7 +235,7 @@ mod authenticate_tests {
     fn valid_user_token_carries_teams_and_admin_flag() {
         let platform = setup();
         let ctx = ctx_with(platform, "x");
-        let token = issue_user_token(ctx.kv().unwrap(), 1, "a@b.com", 2, 7).unwrap();
+        let token = login(&ctx, 2, 7);
         let caller = authenticate(&ctx_with(platform, &token)).unwrap();
         assert_eq!(
             caller,
@@ -241,12 +253,17 @@ mod authenticate_tests {
         let platform = setup();
         let ctx = ctx_with(platform, "x");
         let kv = ctx.kv().unwrap();
-        let stale = issue_user_token(kv, 1, "a@b.com", 1, 7).unwrap();
+        // Issued at epoch 2, then revoked by a new epoch.
+        let stale = login(&ctx, 2, 7);
+        ctx.db()
+            .unwrap()
+            .execute("UPDATE users SET token_epoch = 3 WHERE id = 1", &[])
+            .unwrap();
         assert_eq!(
             authenticate(&ctx_with(platform, &stale)).unwrap_err(),
             ApiError::invalid_token()
         );
-        let expired = issue_user_token(kv, 1, "a@b.com", 2, 0).unwrap();
+        let expired = login(&ctx, 3, 0);
         let key = token_key(&sha256_hex(expired.as_bytes()));
         assert!(kv.get_json::<TokenRecord>(&key).unwrap().is_some());
         assert_eq!(

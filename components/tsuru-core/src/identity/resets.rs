@@ -115,15 +115,16 @@ fn send_new_password(ctx: &Ctx, user_id: i64, email: &str, token: &str) -> ApiRe
     }
     let password_hash = passwords::hash(&new_password)?;
     let db = ctx.db()?;
-    db.transaction(|db| -> ApiResult<()> {
+    let revoked = db.transaction(|db| -> ApiResult<Vec<String>> {
         db.execute(
             "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1, reset_created = NULL \
              WHERE id = ?",
             params![password_hash.as_str(), user_id],
         )?;
+        let revoked = tokens::unindex_user_tokens(db, user_id, None)?;
         audit::record_in(db, email, "reset-password", email, json!({}));
-        Ok(())
+        Ok(revoked)
     })?;
-    tokens::delete_user_token_records(ctx.kv()?, user_id, None)?;
+    tokens::delete_user_token_records(ctx.kv()?, user_id, &revoked, None)?;
     Ok(Response::empty())
 }

@@ -4,6 +4,7 @@
 
 use crate::identity::access::user_not_found;
 use crate::identity::passwords::{self, is_valid_password, PASSWORD_MESSAGE};
+use crate::identity::tokens::TokenHolder;
 use crate::identity::users::{invalid_email, is_email};
 use crate::identity::{access, tokens};
 use crate::params;
@@ -109,8 +110,18 @@ pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
         kv.delete(&Failures::key(user_id))?;
     }
     let days = ctx.config.token_expire_days()?;
-    let token = tokens::issue_user_token(kv, user_id, &email, row.int(3), days)?;
-    audit::record_as(ctx, &email, "login", &email, json!({}));
+    let holder = TokenHolder {
+        user_id,
+        email: &email,
+        epoch: row.int(3),
+    };
+    let issued = tokens::issue_user_token(ctx.db()?, kv, &holder, days, |db| {
+        audit::record_in(db, &email, "login", &email, json!({}))
+    })?;
+    // Removed, or its password changed, since it was checked: the password may be the
+    // old one.
+    let token =
+        issued.ok_or_else(|| ApiError::unauthorized("Authentication failed, wrong password."))?;
     Ok(Response::json(&json!({ "token": token })))
 }
 
@@ -122,6 +133,7 @@ fn record_failure(kv: &Kv, user_id: i64, before: &Failures) -> ApiResult<()> {
 pub fn logout(ctx: &mut Ctx) -> ApiResult<Response> {
     let token = access::bearer_token(ctx.req.header("authorization"))?;
     tokens::delete_token(ctx.kv()?, token)?;
+    tokens::unindex_token(ctx.db()?, token)?;
     Ok(Response::empty())
 }
 

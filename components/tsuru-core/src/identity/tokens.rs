@@ -1,9 +1,12 @@
 //! Token records in the key-value store (API.md 1.3, 4.2): tokens are stored only as the
 //! SHA-256 of the token; user tokens carry the user's id and revocation epoch, app tokens
 //! the app's id. Ids are never reused, so no token of a removed user or app works for a
-//! later one of the same name (API.md 8.2). A best-effort index per user lets revocation
-//! delete the records.
+//! later one of the same name (API.md 8.2). Each user token also has a row in SQLite
+//! (`user_tokens`, written in the login's transaction), so that revocation, expiry and
+//! the per-user bound find every record to delete, whatever logins ran at once.
 
+use crate::params;
+use crate::runtime::db::{Db, Value};
 use crate::runtime::error::ApiResult;
 use crate::runtime::kv::Kv;
 use crate::runtime::secrets::{new_token, sha256_hex};
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 /// App tokens live a year (API.md 1.3).
 pub const APP_TOKEN_SECONDS: i64 = 365 * 86_400;
 
-/// The most live user tokens one user holds (logins); a new one evicts the oldest.
+/// The most user tokens one user holds (logins); a new one evicts the oldest.
 const MAX_TOKENS_PER_USER: usize = 1000;
 
 /// The key-value record of one token, keyed by `token:<sha256 of the token>`.
@@ -36,59 +39,109 @@ pub(crate) fn token_key(hash: &str) -> String {
     format!("token:{hash}")
 }
 
-fn user_tokens_key(user_id: i64) -> String {
+/// The key-value index of a user's token hashes that logins kept before the index moved
+/// to SQLite (schema 6): read-modify-write, so concurrent logins could drop entries and
+/// leave records nothing would delete. Still read, to move or delete what it lists.
+fn legacy_index_key(user_id: i64) -> String {
     format!("user-tokens:{user_id}")
 }
 
-/// Issues a user token valid for `days`; also prunes the user's token index of records
-/// that are gone or expired, so the index stays as small as the live tokens, and evicts
-/// the oldest live tokens past [`MAX_TOKENS_PER_USER`].
+/// Who a new user token is for, as login read the account.
+pub struct TokenHolder<'a> {
+    pub user_id: i64,
+    pub email: &'a str,
+    /// The account's `token_epoch` when its password was checked.
+    pub epoch: i64,
+}
+
+/// Issues a user token valid for `days` and indexes it in SQLite (`user_tokens`), in
+/// one transaction with `also` (the login's audit event). The same transaction drops
+/// the user's expired index rows and, past [`MAX_TOKENS_PER_USER`], the oldest; their
+/// records are deleted after the commit. The record is written first, so every record
+/// a login leaves has its row: a failed login deletes its record again, and a
+/// revocation that commits after the row finds it. Returns `None`, and leaves nothing,
+/// when the account was removed or its tokens revoked since the password was checked.
 pub fn issue_user_token(
+    db: &Db,
     kv: &Kv,
-    user_id: i64,
-    email: &str,
-    epoch: i64,
+    holder: &TokenHolder,
     days: i64,
-) -> ApiResult<String> {
+    also: impl FnOnce(&Db),
+) -> ApiResult<Option<String>> {
     let token = new_token()?;
     let hash = sha256_hex(token.as_bytes());
     let now = now_unix();
+    let expires = now + days * 86_400;
     let record = TokenRecord {
         kind: "user".into(),
-        user_id: Some(user_id),
-        email: Some(email.to_string()),
+        user_id: Some(holder.user_id),
+        email: Some(holder.email.to_string()),
         app: None,
         app_serial: None,
-        epoch,
+        epoch: holder.epoch,
         creation: now,
-        expires: now + days * 86_400,
+        expires,
     };
-    kv.set_json(&token_key(&hash), &record)?;
-    let index_key = user_tokens_key(user_id);
-    let mut index = kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default();
-    // The index is in issue order, so expired records are at its front: prune up to the
-    // first live one (reading every record would cost each login one key-value read per
-    // live token of the user). A record gone early (logout, a shorter
-    // `token_expire_days`) is pruned once it reaches the front.
-    let mut pruned = 0;
-    for old in &index {
-        match kv.get_json::<TokenRecord>(&token_key(old))? {
-            Some(r) if r.expires > now && r.epoch == epoch => break,
-            Some(_) => kv.delete(&token_key(old))?,
-            None => {}
+    let key = token_key(&hash);
+    let legacy = kv.get_json::<Vec<String>>(&legacy_index_key(holder.user_id))?;
+    kv.set_json(&key, &record)?;
+    let indexed = db.transaction(|db| -> ApiResult<Option<Vec<String>>> {
+        let inserted = db.query_opt(
+            "INSERT INTO user_tokens (hash, user_id, expires) \
+             SELECT ?, id, ? FROM users WHERE id = ? AND token_epoch = ? RETURNING 1",
+            params![hash.as_str(), expires, holder.user_id, holder.epoch],
+        )?;
+        if inserted.is_none() {
+            return Ok(None);
         }
-        pruned += 1;
+        if let Some(hashes) = &legacy {
+            // Their expiry is unknown without reading each record: a token issued
+            // before now expires by now + `days` (unless `token_expire_days` shrank).
+            let rows: Vec<Value> = hashes
+                .iter()
+                .flat_map(|h| {
+                    [
+                        Value::from(h),
+                        Value::from(holder.user_id),
+                        Value::from(expires),
+                    ]
+                })
+                .collect();
+            db.insert_rows(
+                "INSERT OR IGNORE INTO user_tokens (hash, user_id, expires) VALUES",
+                3,
+                &rows,
+                "",
+            )?;
+        }
+        let dropped = db.query(
+            "DELETE FROM user_tokens WHERE user_id = ?1 AND hash <> ?2 AND (expires <= ?3 \
+             OR hash IN (SELECT hash FROM user_tokens WHERE user_id = ?1 AND hash <> ?2 \
+             ORDER BY expires DESC LIMIT -1 OFFSET ?4)) RETURNING hash",
+            params![
+                holder.user_id,
+                hash.as_str(),
+                now,
+                MAX_TOKENS_PER_USER as i64 - 1
+            ],
+        )?;
+        also(db);
+        Ok(Some(dropped.iter().map(|r| r.text(0)).collect()))
+    });
+    let dropped = match indexed {
+        Ok(Some(dropped)) => dropped,
+        outcome => {
+            kv.delete(&key)?;
+            return outcome.map(|_| None);
+        }
+    };
+    if legacy.is_some() {
+        kv.delete(&legacy_index_key(holder.user_id))?;
     }
-    index.drain(..pruned);
-    // Past the most live tokens a user may hold, the oldest stop working: without a
-    // bound a login loop would grow the index, which every login rewrites, without end.
-    let evicted = (index.len() + 1).saturating_sub(MAX_TOKENS_PER_USER);
-    for old in index.drain(..evicted) {
+    for old in dropped {
         kv.delete(&token_key(&old))?;
     }
-    index.push(hash);
-    kv.set_json(&index_key, &index)?;
-    Ok(token)
+    Ok(Some(token))
 }
 
 /// Issues an app token: bound to the app `serial` when the app exists, else a system
@@ -131,23 +184,55 @@ pub fn delete_token(kv: &Kv, token: &str) -> ApiResult<()> {
     kv.delete(&token_key(&sha256_hex(token.as_bytes())))
 }
 
-/// Deletes the records listed in the user's token index, except `keep` (a token hash).
-/// Call after the user's `token_epoch` was incremented: the epoch is what makes the
-/// revocation certain; this only cleans up.
-pub fn delete_user_token_records(kv: &Kv, user_id: i64, keep: Option<&str>) -> ApiResult<()> {
-    let index_key = user_tokens_key(user_id);
-    let hashes = kv.get_json::<Vec<String>>(&index_key)?.unwrap_or_default();
-    for hash in &hashes {
+/// Deletes the index rows of the user's tokens, except `keep` (a token hash), and
+/// returns their hashes. Call in the transaction that increments the user's
+/// `token_epoch` (the epoch is what makes the revocation certain), then pass the hashes
+/// to [`delete_user_token_records`] after the commit.
+pub fn unindex_user_tokens(db: &Db, user_id: i64, keep: Option<&str>) -> ApiResult<Vec<String>> {
+    let rows = db.query(
+        "DELETE FROM user_tokens WHERE user_id = ? AND hash IS NOT ? RETURNING hash",
+        params![user_id, keep],
+    )?;
+    Ok(rows.iter().map(|r| r.text(0)).collect())
+}
+
+/// Deletes the records of `hashes` (from [`unindex_user_tokens`]), and those listed in a
+/// key-value index left from before the index moved to SQLite, except `keep`, which
+/// stays listed there until the user's next login moves it.
+pub fn delete_user_token_records(
+    kv: &Kv,
+    user_id: i64,
+    hashes: &[String],
+    keep: Option<&str>,
+) -> ApiResult<()> {
+    for hash in hashes {
+        kv.delete(&token_key(hash))?;
+    }
+    let index_key = legacy_index_key(user_id);
+    let Some(legacy) = kv.get_json::<Vec<String>>(&index_key)? else {
+        return Ok(());
+    };
+    for hash in &legacy {
         if Some(hash.as_str()) != keep {
             kv.delete(&token_key(hash))?;
         }
     }
     match keep {
-        Some(hash) if hashes.iter().any(|h| h == hash) => {
+        Some(hash) if legacy.iter().any(|h| h == hash) => {
             kv.set_json(&index_key, &vec![hash.to_string()])
         }
         _ => kv.delete(&index_key),
     }
+}
+
+/// Removes the index row of one token (logout). A token without one (an app token)
+/// changes nothing.
+pub fn unindex_token(db: &Db, token: &str) -> ApiResult<()> {
+    db.write(
+        "DELETE FROM user_tokens WHERE hash = ?",
+        params![sha256_hex(token.as_bytes())],
+    )?;
+    Ok(())
 }
 
 /// Rewrites the presented token's record with a new epoch so that it alone survives a
@@ -164,97 +249,156 @@ pub fn carry_token_to_epoch(kv: &Kv, token: &str, epoch: i64) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::db::native::texts;
+    use crate::runtime::kv::memory::MemoryKv;
+    use crate::runtime::schema::test_db_with_apps;
 
-    #[test]
-    fn user_token_index_is_pruned_and_revocable() {
-        use crate::runtime::kv::memory::MemoryKv;
+    /// A database with user 1 (`a@b.com`, epoch 0), and an empty key-value store.
+    fn stores() -> (Db, Kv, MemoryKv) {
+        let db = test_db_with_apps(&[]);
+        db.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (1, 'a@b.com', 'h', 'now')",
+            &[],
+        )
+        .unwrap();
         let store = MemoryKv::default();
-        let kv = Kv::new(Box::new(store.clone()));
-        let t1 = issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap();
-        let t2 = issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap();
-        let h1 = sha256_hex(t1.as_bytes());
-        let h2 = sha256_hex(t2.as_bytes());
-        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
-        assert_eq!(index, vec![h1.clone(), h2.clone()]);
-        // The raw token is never stored.
-        assert!(store.0.borrow().keys().all(|k| !k.contains(&t1)));
-        delete_user_token_records(&kv, 1, Some(&h2)).unwrap();
-        assert!(kv
-            .get_json::<TokenRecord>(&format!("token:{h1}"))
+        (db, Kv::new(Box::new(store.clone())), store)
+    }
+
+    const HOLDER: TokenHolder = TokenHolder {
+        user_id: 1,
+        email: "a@b.com",
+        epoch: 0,
+    };
+
+    fn login(db: &Db, kv: &Kv) -> String {
+        let token = issue_user_token(db, kv, &HOLDER, 7, |_| {})
             .unwrap()
-            .is_none());
-        assert!(kv
-            .get_json::<TokenRecord>(&format!("token:{h2}"))
-            .unwrap()
-            .is_some());
-        // A login at a newer epoch drops records of the old epoch from the index.
-        issue_user_token(&kv, 1, "a@b.com", 1, 7).unwrap();
-        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
-        assert_eq!(index.len(), 1);
-        assert!(kv
-            .get_json::<TokenRecord>(&format!("token:{h2}"))
-            .unwrap()
-            .is_none());
+            .unwrap();
+        sha256_hex(token.as_bytes())
+    }
+
+    fn record(kv: &Kv, hash: &str) -> Option<TokenRecord> {
+        kv.get_json(&token_key(hash)).unwrap()
+    }
+
+    fn indexed(db: &Db) -> Vec<String> {
+        texts(db, "SELECT hash FROM user_tokens ORDER BY rowid", &[])
     }
 
     #[test]
-    fn login_prunes_the_index_front_up_to_the_first_live_token() {
-        use crate::runtime::kv::memory::MemoryKv;
-        let kv = Kv::new(Box::new(MemoryKv::default()));
-        let tokens: Vec<String> = (0..4)
-            .map(|_| issue_user_token(&kv, 1, "a@b.com", 0, 7).unwrap())
-            .collect();
-        let hashes: Vec<String> = tokens.iter().map(|t| sha256_hex(t.as_bytes())).collect();
-        let key = |hash: &str| format!("token:{hash}");
-        // The first token expired; the third was logged out.
-        let mut expired: TokenRecord = kv.get_json(&key(&hashes[0])).unwrap().unwrap();
-        expired.expires = 0;
-        kv.set_json(&key(&hashes[0]), &expired).unwrap();
-        delete_token(&kv, &tokens[2]).unwrap();
-        let newest = sha256_hex(
-            issue_user_token(&kv, 1, "a@b.com", 0, 7)
-                .unwrap()
-                .as_bytes(),
-        );
-        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
-        assert_eq!(
-            index,
-            vec![
-                hashes[1].clone(),
-                hashes[2].clone(),
-                hashes[3].clone(),
-                newest
-            ]
-        );
-        assert!(kv
-            .get_json::<TokenRecord>(&key(&hashes[0]))
+    fn a_login_indexes_its_token_and_a_revocation_deletes_all_but_the_kept_one() {
+        let (db, kv, store) = stores();
+        let token = issue_user_token(&db, &kv, &HOLDER, 7, |_| {})
             .unwrap()
-            .is_none());
+            .unwrap();
+        let h1 = sha256_hex(token.as_bytes());
+        let h2 = login(&db, &kv);
+        assert_eq!(indexed(&db), [h1.clone(), h2.clone()]);
+        // The raw token is never stored.
+        assert!(store.0.borrow().keys().all(|k| !k.contains(&token)));
+        let revoked = unindex_user_tokens(&db, 1, Some(&h2)).unwrap();
+        assert_eq!(revoked, std::slice::from_ref(&h1));
+        delete_user_token_records(&kv, 1, &revoked, Some(&h2)).unwrap();
+        assert!(record(&kv, &h1).is_none());
+        assert!(record(&kv, &h2).is_some());
+        assert_eq!(indexed(&db), std::slice::from_ref(&h2));
+        // Logging out removes the row too.
+        unindex_token(&db, &token).unwrap();
+        assert_eq!(indexed(&db), [h2]);
+    }
+
+    #[test]
+    fn a_login_into_a_changed_account_leaves_nothing() {
+        let (db, kv, store) = stores();
+        db.execute("UPDATE users SET token_epoch = 1", &[]).unwrap();
+        let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| panic!("no event")).unwrap();
+        assert_eq!(issued, None);
+        assert!(indexed(&db).is_empty());
+        assert!(store.0.borrow().is_empty(), "its record is deleted again");
+    }
+
+    #[test]
+    fn a_login_drops_expired_rows_and_their_records() {
+        let (db, kv, _) = stores();
+        let hashes: Vec<String> = (0..3).map(|_| login(&db, &kv)).collect();
+        db.execute(
+            "UPDATE user_tokens SET expires = 0 WHERE hash = ?",
+            params![hashes[1].as_str()],
+        )
+        .unwrap();
+        let newest = login(&db, &kv);
+        assert_eq!(indexed(&db), [hashes[0].clone(), hashes[2].clone(), newest]);
+        assert!(record(&kv, &hashes[1]).is_none());
+        assert!(record(&kv, &hashes[0]).is_some());
     }
 
     #[test]
     fn a_user_holds_at_most_the_newest_thousand_tokens() {
-        use crate::runtime::kv::memory::MemoryKv;
-        let kv = Kv::new(Box::new(MemoryKv::default()));
+        let (db, kv, _) = stores();
         let hashes: Vec<String> = (0..MAX_TOKENS_PER_USER + 2)
-            .map(|_| {
-                sha256_hex(
-                    issue_user_token(&kv, 1, "a@b.com", 0, 7)
-                        .unwrap()
-                        .as_bytes(),
+            .map(|i| {
+                let hash = login(&db, &kv);
+                // Issued a second apart, as logins are in order.
+                db.execute(
+                    "UPDATE user_tokens SET expires = expires + ? WHERE hash = ?",
+                    params![i as i64, hash.as_str()],
                 )
+                .unwrap();
+                hash
             })
             .collect();
-        let index: Vec<String> = kv.get_json("user-tokens:1").unwrap().unwrap();
-        assert_eq!(index, hashes[2..]);
-        let record = |hash: &str| {
-            kv.get_json::<TokenRecord>(&format!("token:{hash}"))
-                .unwrap()
-        };
-        assert!(record(&hashes[0]).is_none() && record(&hashes[1]).is_none());
-        assert!(record(&hashes[2]).is_some());
+        assert_eq!(indexed(&db), hashes[2..]);
+        assert!(record(&kv, &hashes[0]).is_none() && record(&kv, &hashes[1]).is_none());
+        assert!(record(&kv, &hashes[2]).is_some());
         // Another user's tokens are their own.
-        issue_user_token(&kv, 2, "c@d.com", 0, 7).unwrap();
-        assert!(record(&hashes[2]).is_some());
+        db.execute(
+            "INSERT INTO users (id, email, password_hash, created_at) VALUES (2, 'c@d.com', 'h', 'now')",
+            &[],
+        )
+        .unwrap();
+        let other = TokenHolder {
+            user_id: 2,
+            email: "c@d.com",
+            epoch: 0,
+        };
+        issue_user_token(&db, &kv, &other, 7, |_| {})
+            .unwrap()
+            .unwrap();
+        assert!(record(&kv, &hashes[2]).is_some());
+    }
+
+    #[test]
+    fn a_key_value_index_from_before_is_moved_at_login_and_honoured_by_revocation() {
+        let (db, kv, _) = stores();
+        let old: Vec<String> = (0..3).map(|i| format!("{i:064x}")).collect();
+        let newest_record = record(&kv, &login(&db, &kv)).unwrap();
+        db.execute("DELETE FROM user_tokens", &[]).unwrap();
+        for hash in &old {
+            kv.set_json(&token_key(hash), &newest_record).unwrap();
+        }
+        kv.set_json("user-tokens:1", &old).unwrap();
+        let newest = login(&db, &kv);
+        assert_eq!(
+            indexed(&db),
+            [
+                newest.clone(),
+                old[0].clone(),
+                old[1].clone(),
+                old[2].clone()
+            ]
+        );
+        assert_eq!(kv.get_json::<Vec<String>>("user-tokens:1").unwrap(), None);
+
+        // A revocation before the user's next login finds the old list's records too.
+        kv.set_json("user-tokens:1", &old).unwrap();
+        let revoked = unindex_user_tokens(&db, 1, Some(&old[1])).unwrap();
+        delete_user_token_records(&kv, 1, &revoked, Some(&old[1])).unwrap();
+        assert!(record(&kv, &old[0]).is_none() && record(&kv, &newest).is_none());
+        assert!(record(&kv, &old[1]).is_some());
+        assert_eq!(
+            kv.get_json::<Vec<String>>("user-tokens:1").unwrap(),
+            Some(vec![old[1].clone()])
+        );
     }
 }

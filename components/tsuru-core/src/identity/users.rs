@@ -260,7 +260,9 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     let hash = passwords::hash(&new)?;
     let email = ctx.user()?.email.clone();
-    let epoch = db.transaction(|db| -> ApiResult<i64> {
+    let presented = access::bearer_token(ctx.req.header("authorization"))?.to_string();
+    let kept = sha256_hex(presented.as_bytes());
+    let (epoch, revoked) = db.transaction(|db| -> ApiResult<(i64, Vec<String>)> {
         // Only over the hash the old password was checked against: a change made
         // meanwhile wins, and this one is refused as a wrong old password.
         let changed = db.query_opt(
@@ -274,15 +276,15 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
                 false => Err(ApiError::invalid_token()),
             };
         };
+        let revoked = tokens::unindex_user_tokens(db, user_id, Some(&kept))?;
         audit::record_in(db, &email, "change-password", &email, json!({}));
-        Ok(changed.int(0))
+        Ok((changed.int(0), revoked))
     })?;
     // Every other token is revoked by the new epoch; the caller's own token is carried
     // over so the caller stays logged in (API.md 1.3, 4.2).
-    let presented = access::bearer_token(ctx.req.header("authorization"))?.to_string();
     let kv = ctx.kv()?;
     tokens::carry_token_to_epoch(kv, &presented, epoch)?;
-    tokens::delete_user_token_records(kv, user_id, Some(&sha256_hex(presented.as_bytes())))?;
+    tokens::delete_user_token_records(kv, user_id, &revoked, Some(&kept))?;
     Ok(Response::empty())
 }
 
@@ -338,21 +340,25 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     // The last-member check holds until the row is gone: a teammate leaving meanwhile
     // cannot orphan a team. Keys, memberships and quota go with the row.
-    let removed = ctx.db()?.transaction(|db| -> ApiResult<()> {
+    let removed = ctx.db()?.transaction(|db| -> ApiResult<Vec<String>> {
         last_member_of(db, user.id)?;
+        let revoked = tokens::unindex_user_tokens(db, user.id, None)?;
         db.execute("DELETE FROM users WHERE id = ?", params![user.id])?;
         audit::record_in(db, &user.email, "remove-user", &user.email, json!({}));
-        Ok(())
+        Ok(revoked)
     });
-    if let Err(e) = removed {
-        let keys = user_keys(ctx.db()?, user.id).unwrap_or_default();
-        if let Err(undo) = gandalf::create_user(ctx, &user.email, &keys) {
-            eprintln!("undo of a git server user removal failed: {undo}");
+    let revoked = match removed {
+        Ok(revoked) => revoked,
+        Err(e) => {
+            let keys = user_keys(ctx.db()?, user.id).unwrap_or_default();
+            if let Err(undo) = gandalf::create_user(ctx, &user.email, &keys) {
+                eprintln!("undo of a git server user removal failed: {undo}");
+            }
+            restore_git_access();
+            return Err(e);
         }
-        restore_git_access();
-        return Err(e);
-    }
-    tokens::delete_user_token_records(ctx.kv()?, user.id, None)?;
+    };
+    tokens::delete_user_token_records(ctx.kv()?, user.id, &revoked, None)?;
     Ok(Response::empty())
 }
 

@@ -251,6 +251,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
     // for nobody; a removed user's services stay with their teams.
     "ALTER TABLE services ADD COLUMN creator_id INTEGER REFERENCES users (id) ON DELETE SET NULL",
     "CREATE INDEX services_creator ON services (creator_id)",
+], &[
+    // 6: the index of each user's tokens (their hashes and expiry), written in the
+    // login's transaction; it was a key-value list that concurrent logins rewrote and
+    // could lose entries of. Old lists are moved at the user's next login.
+    "CREATE TABLE user_tokens (hash TEXT PRIMARY KEY, \
+     user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, expires INTEGER NOT NULL)",
+    "CREATE INDEX user_tokens_user ON user_tokens (user_id, expires)",
 ]];
 
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
