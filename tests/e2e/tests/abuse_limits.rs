@@ -875,9 +875,9 @@ fn a_user_registers_a_bounded_number_of_services_even_concurrently() {
     assert_eq!(service_ids(&app, &bob).len(), 101);
 }
 
-/// A user holds at most 1,000 live login tokens: the 1,001st login ends the oldest
-/// token (401), and every later one still works. Logins run one at a time, as a
-/// login loop would: the token index is read and rewritten by each.
+/// A user holds at most 1,000 login tokens: the 1,001st login ends the oldest token
+/// (401), and every later one still works. Logins run one at a time, as a login loop
+/// would.
 #[test]
 fn a_login_past_a_thousand_live_tokens_ends_the_oldest() {
     let app = app().start();
