@@ -238,9 +238,10 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
             assert_eq!(statements(&calls), 5, "{route}: {calls:#?}");
         }
         if route == "login" {
-            // The token's index row is written in the login's transaction: no token
-            // record is read, one is written, and only the user's key-value list from
-            // before the index moved to SQLite is looked up.
+            // The token's index row is written in the login's transaction, its record
+            // after it, then the row is read again: no token record is read, one is
+            // written, and only the user's key-value list from before the index moved
+            // to SQLite is looked up.
             assert_eq!(
                 count(&calls, "key-value get token:"),
                 0,
@@ -256,6 +257,19 @@ fn read_routes_make_three_statements_and_write_routes_one_transaction() {
             assert_eq!(
                 statements_in_transaction(route, &calls),
                 3,
+                "{route}: {calls:#?}"
+            );
+            let set = calls
+                .iter()
+                .position(|c| c.starts_with("key-value set token:"));
+            let commit = calls.iter().position(|c| c == "sqlite execute COMMIT");
+            assert!(
+                commit < set,
+                "{route} writes the record before the row: {calls:#?}"
+            );
+            assert_eq!(
+                calls.last().map(String::as_str),
+                Some("sqlite execute SELECT 1 FROM user_tokens WHERE hash = ?"),
                 "{route}: {calls:#?}"
             );
         } else {

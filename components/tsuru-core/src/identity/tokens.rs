@@ -57,10 +57,12 @@ pub struct TokenHolder<'a> {
 /// Issues a user token valid for `days` and indexes it in SQLite (`user_tokens`), in
 /// one transaction with `also` (the login's audit event). The same transaction drops
 /// the user's expired index rows and, past [`MAX_TOKENS_PER_USER`], the oldest; their
-/// records are deleted after the commit. The record is written first, so every record
-/// a login leaves has its row: a failed login deletes its record again, and a
-/// revocation that commits after the row finds it. Returns `None`, and leaves nothing,
-/// when the account was removed or its tokens revoked since the password was checked.
+/// records are deleted after the commit. The row comes first and the record after it,
+/// then the row is read again: a revocation that committed in between took the row,
+/// and its record is deleted here, so every record has its row. A process stopped in
+/// between leaves at most a row without a record, which expiry and the bound remove.
+/// Returns `None`, and leaves nothing, when the account was removed or its tokens
+/// revoked since the password was checked.
 pub fn issue_user_token(
     db: &Db,
     kv: &Kv,
@@ -82,9 +84,7 @@ pub fn issue_user_token(
         creation: now,
         expires,
     };
-    let key = token_key(&hash);
     let legacy = kv.get_json::<Vec<String>>(&legacy_index_key(holder.user_id))?;
-    kv.set_json(&key, &record)?;
     let indexed = db.transaction(|db| -> ApiResult<Option<Vec<String>>> {
         let inserted = db.query_opt(
             "INSERT INTO user_tokens (hash, user_id, expires) \
@@ -128,13 +128,19 @@ pub fn issue_user_token(
         also(db);
         Ok(Some(dropped.iter().map(|r| r.text(0)).collect()))
     });
-    let dropped = match indexed {
-        Ok(Some(dropped)) => dropped,
-        outcome => {
-            kv.delete(&key)?;
-            return outcome.map(|_| None);
-        }
+    let Some(dropped) = indexed? else {
+        return Ok(None);
     };
+    let key = token_key(&hash);
+    kv.set_json(&key, &record)?;
+    let revoked = !db.exists(
+        "SELECT 1 FROM user_tokens WHERE hash = ?",
+        params![hash.as_str()],
+    )?;
+    if revoked {
+        kv.delete(&key)?;
+        return Ok(None);
+    }
     if legacy.is_some() {
         kv.delete(&legacy_index_key(holder.user_id))?;
     }
@@ -316,6 +322,46 @@ mod tests {
         assert_eq!(issued, None);
         assert!(indexed(&db).is_empty());
         assert!(store.0.borrow().is_empty(), "its record is deleted again");
+    }
+
+    /// A store that runs `before_set` before each set: a revocation racing the login.
+    struct RacedKv {
+        store: MemoryKv,
+        before_set: Box<dyn Fn()>,
+    }
+
+    impl crate::runtime::kv::KvBackend for RacedKv {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+            self.store.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+            (self.before_set)();
+            self.store.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), String> {
+            self.store.delete(key)
+        }
+    }
+
+    #[test]
+    fn a_revocation_between_the_row_and_the_record_leaves_no_record() {
+        let (db, _, _) = stores();
+        let db = std::rc::Rc::new(db);
+        let store = MemoryKv::default();
+        let revoking = db.clone();
+        let kv = Kv::new(Box::new(RacedKv {
+            store: store.clone(),
+            // The revocation commits after the login's row and deletes the records of
+            // the rows it took before the login has written its record.
+            before_set: Box::new(move || {
+                let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
+                assert_eq!(revoked.len(), 1);
+            }),
+        }));
+        let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| {}).unwrap();
+        assert_eq!(issued, None);
+        assert!(indexed(&db).is_empty());
+        assert!(store.0.borrow().is_empty(), "its record is deleted");
     }
 
     #[test]
