@@ -169,3 +169,66 @@ fn an_old_token_never_works_for_an_account_registered_again() {
     );
     assert_eq!(app.get("/apps").bearer(&admin).send().status, 200);
 }
+
+/// An account from before schema 6 kept its token index as a key-value list
+/// (`user-tokens:<id>`), and migration 6 flags it: its next login moves the list into
+/// SQLite, so a later revocation still deletes the records the list named.
+#[test]
+fn a_token_list_of_before_schema_6_is_moved_at_the_next_login() {
+    let app = e2e::app().start();
+    accounts::admin(&app);
+    let email = "bob@example.com";
+    let kept = accounts::user(&app, email);
+    let old = accounts::login(&app, email);
+    let old_hash = sha256_hex(&old);
+    // The state such an account is in: its token listed in key-value, no row, flagged.
+    app.sql(&format!(
+        "DELETE FROM user_tokens WHERE hash = '{old_hash}'; \
+         UPDATE users SET kv_token_list = 1 WHERE email = '{email}';"
+    ));
+    let kv = rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_key_value.db"))
+        .expect("the key-value store");
+    let user_id: i64 = rusqlite::Connection::open(app.data_dir().join(".spin/sqlite_db.db"))
+        .and_then(|db| {
+            db.query_row("SELECT id FROM users WHERE email = ?1", [email], |r| {
+                r.get(0)
+            })
+        })
+        .expect("bob's id");
+    let list_key = format!("user-tokens:{user_id}");
+    kv.execute(
+        "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+        rusqlite::params![list_key, json!([old_hash]).to_string().into_bytes()],
+    )
+    .expect("the old list");
+    let listed = || -> i64 {
+        kv.query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE key = ?1",
+            [&list_key],
+            |r| r.get(0),
+        )
+        .expect("read the store")
+    };
+
+    accounts::login(&app, email);
+    assert_eq!(listed(), 0, "the list is moved at the login");
+    let changed = app
+        .put("/users/password")
+        .bearer(&kept)
+        .json(&json!({"old": accounts::PASSWORD, "new": "654321"}))
+        .send();
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    let old_record: i64 = kv
+        .query_row(
+            "SELECT COUNT(*) FROM spin_key_value WHERE key = ?1",
+            [format!("token:{old_hash}")],
+            |r| r.get(0),
+        )
+        .expect("read the store");
+    assert_eq!(
+        old_record, 0,
+        "the listed token's record is deleted by the revocation"
+    );
+    assert_eq!(app.get("/teams").bearer(&old).send().status, 401);
+    assert_eq!(app.get("/teams").bearer(&kept).send().status, 200);
+}

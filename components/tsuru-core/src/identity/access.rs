@@ -210,6 +210,7 @@ mod authenticate_tests {
             user_id: 1,
             email: "a@b.com",
             epoch,
+            kv_token_list: false,
         };
         issue_user_token(ctx.db().unwrap(), ctx.kv().unwrap(), &holder, days, |_| {})
             .unwrap()

@@ -115,7 +115,7 @@ fn send_new_password(ctx: &Ctx, user_id: i64, email: &str, token: &str) -> ApiRe
     }
     let password_hash = passwords::hash(&new_password)?;
     let db = ctx.db()?;
-    let revoked = db.transaction(|db| -> ApiResult<Vec<String>> {
+    let revoked = db.transaction(|db| -> ApiResult<tokens::Unindexed> {
         db.execute(
             "UPDATE users SET password_hash = ?, token_epoch = token_epoch + 1, reset_created = NULL \
              WHERE id = ?",

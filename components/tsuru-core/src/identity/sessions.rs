@@ -83,7 +83,7 @@ pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
         return Err(invalid_email());
     }
     let rows = ctx.db()?.query_first(
-        "SELECT v.user_version, u.id, u.password_hash, u.token_epoch \
+        "SELECT v.user_version, u.id, u.password_hash, u.token_epoch, u.kv_token_list \
          FROM pragma_user_version v LEFT JOIN users u ON u.email = ?",
         params![email.as_str()],
     )?;
@@ -114,6 +114,7 @@ pub fn login(ctx: &mut Ctx) -> ApiResult<Response> {
         user_id,
         email: &email,
         epoch: row.int(3),
+        kv_token_list: row.bool(4),
     };
     let issued = tokens::issue_user_token(ctx.db()?, kv, &holder, days, |db| {
         audit::record_in(db, &email, "login", &email, json!({}))

@@ -52,6 +52,15 @@ pub struct TokenHolder<'a> {
     pub email: &'a str,
     /// The account's `token_epoch` when its password was checked.
     pub epoch: i64,
+    /// Whether the account may still have a key-value token list (`users.kv_token_list`).
+    pub kv_token_list: bool,
+}
+
+/// The index rows a revocation deleted, for [`delete_user_token_records`].
+pub struct Unindexed {
+    hashes: Vec<String>,
+    /// Whether the user may still have a key-value token list to honour.
+    kv_token_list: bool,
 }
 
 /// Issues a user token valid for `days` and indexes it in SQLite (`user_tokens`), in
@@ -84,7 +93,10 @@ pub fn issue_user_token(
         creation: now,
         expires,
     };
-    let legacy = kv.get_json::<Vec<String>>(&legacy_index_key(holder.user_id))?;
+    let legacy = match holder.kv_token_list {
+        true => kv.get_json::<Vec<String>>(&legacy_index_key(holder.user_id))?,
+        false => None,
+    };
     let indexed = db.transaction(|db| -> ApiResult<Option<Vec<String>>> {
         let inserted = db.query_opt(
             "INSERT INTO user_tokens (hash, user_id, expires) \
@@ -112,6 +124,12 @@ pub fn issue_user_token(
                 3,
                 &rows,
                 "",
+            )?;
+        }
+        if holder.kv_token_list {
+            db.execute(
+                "UPDATE users SET kv_token_list = 0 WHERE id = ?",
+                params![holder.user_id],
             )?;
         }
         let dropped = db.query(
@@ -190,29 +208,39 @@ pub fn delete_token(kv: &Kv, token: &str) -> ApiResult<()> {
     kv.delete(&token_key(&sha256_hex(token.as_bytes())))
 }
 
-/// Deletes the index rows of the user's tokens, except `keep` (a token hash), and
-/// returns their hashes. Call in the transaction that increments the user's
-/// `token_epoch` (the epoch is what makes the revocation certain), then pass the hashes
-/// to [`delete_user_token_records`] after the commit.
-pub fn unindex_user_tokens(db: &Db, user_id: i64, keep: Option<&str>) -> ApiResult<Vec<String>> {
+/// Deletes the index rows of the user's tokens, except `keep` (a token hash). Call in
+/// the transaction that increments the user's `token_epoch` (the epoch is what makes
+/// the revocation certain), before the user's row is removed, then pass the result to
+/// [`delete_user_token_records`] after the commit.
+pub fn unindex_user_tokens(db: &Db, user_id: i64, keep: Option<&str>) -> ApiResult<Unindexed> {
     let rows = db.query(
         "DELETE FROM user_tokens WHERE user_id = ? AND hash IS NOT ? RETURNING hash",
         params![user_id, keep],
     )?;
-    Ok(rows.iter().map(|r| r.text(0)).collect())
+    let kv_token_list = db.exists(
+        "SELECT 1 FROM users WHERE id = ? AND kv_token_list = 1",
+        params![user_id],
+    )?;
+    Ok(Unindexed {
+        hashes: rows.iter().map(|r| r.text(0)).collect(),
+        kv_token_list,
+    })
 }
 
-/// Deletes the records of `hashes` (from [`unindex_user_tokens`]), and those listed in a
-/// key-value index left from before the index moved to SQLite, except `keep`, which
+/// Deletes the records of the rows [`unindex_user_tokens`] deleted, and those listed in
+/// a key-value index left from before the index moved to SQLite, except `keep`, which
 /// stays listed there until the user's next login moves it.
 pub fn delete_user_token_records(
     kv: &Kv,
     user_id: i64,
-    hashes: &[String],
+    unindexed: &Unindexed,
     keep: Option<&str>,
 ) -> ApiResult<()> {
-    for hash in hashes {
+    for hash in &unindexed.hashes {
         kv.delete(&token_key(hash))?;
+    }
+    if !unindexed.kv_token_list {
+        return Ok(());
     }
     let index_key = legacy_index_key(user_id);
     let Some(legacy) = kv.get_json::<Vec<String>>(&index_key)? else {
@@ -275,6 +303,7 @@ mod tests {
         user_id: 1,
         email: "a@b.com",
         epoch: 0,
+        kv_token_list: false,
     };
 
     fn login(db: &Db, kv: &Kv) -> String {
@@ -304,7 +333,7 @@ mod tests {
         // The raw token is never stored.
         assert!(store.0.borrow().keys().all(|k| !k.contains(&token)));
         let revoked = unindex_user_tokens(&db, 1, Some(&h2)).unwrap();
-        assert_eq!(revoked, std::slice::from_ref(&h1));
+        assert_eq!(revoked.hashes, std::slice::from_ref(&h1));
         delete_user_token_records(&kv, 1, &revoked, Some(&h2)).unwrap();
         assert!(record(&kv, &h1).is_none());
         assert!(record(&kv, &h2).is_some());
@@ -355,7 +384,7 @@ mod tests {
             // the rows it took before the login has written its record.
             before_set: Box::new(move || {
                 let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
-                assert_eq!(revoked.len(), 1);
+                assert_eq!(revoked.hashes.len(), 1);
             }),
         }));
         let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| {}).unwrap();
@@ -407,6 +436,7 @@ mod tests {
             user_id: 2,
             email: "c@d.com",
             epoch: 0,
+            kv_token_list: false,
         };
         issue_user_token(&db, &kv, &other, 7, |_| {})
             .unwrap()
@@ -424,27 +454,40 @@ mod tests {
             kv.set_json(&token_key(hash), &newest_record).unwrap();
         }
         kv.set_json("user-tokens:1", &old).unwrap();
-        let newest = login(&db, &kv);
-        assert_eq!(
-            indexed(&db),
-            [
-                newest.clone(),
-                old[0].clone(),
-                old[1].clone(),
-                old[2].clone()
-            ]
+        let listed = || kv.get_json::<Vec<String>>("user-tokens:1").unwrap();
+        let flagged = || texts(&db, "SELECT kv_token_list FROM users WHERE id = 1", &[]);
+
+        // An account not flagged by migration 6 never has a list: it is not looked up.
+        let unflagged = login(&db, &kv);
+        assert_eq!(indexed(&db), [unflagged.clone()]);
+        assert_eq!(listed(), Some(old.clone()));
+
+        db.execute("UPDATE users SET kv_token_list = 1", &[])
+            .unwrap();
+        let holder = TokenHolder {
+            kv_token_list: true,
+            ..HOLDER
+        };
+        let newest = sha256_hex(
+            issue_user_token(&db, &kv, &holder, 7, |_| {})
+                .unwrap()
+                .unwrap()
+                .as_bytes(),
         );
-        assert_eq!(kv.get_json::<Vec<String>>("user-tokens:1").unwrap(), None);
+        let mut expected = vec![unflagged, newest.clone()];
+        expected.extend(old.iter().cloned());
+        assert_eq!(indexed(&db), expected);
+        assert_eq!(listed(), None);
+        assert_eq!(flagged(), ["0"], "moved once");
 
         // A revocation before the user's next login finds the old list's records too.
+        db.execute("UPDATE users SET kv_token_list = 1", &[])
+            .unwrap();
         kv.set_json("user-tokens:1", &old).unwrap();
         let revoked = unindex_user_tokens(&db, 1, Some(&old[1])).unwrap();
         delete_user_token_records(&kv, 1, &revoked, Some(&old[1])).unwrap();
         assert!(record(&kv, &old[0]).is_none() && record(&kv, &newest).is_none());
         assert!(record(&kv, &old[1]).is_some());
-        assert_eq!(
-            kv.get_json::<Vec<String>>("user-tokens:1").unwrap(),
-            Some(vec![old[1].clone()])
-        );
+        assert_eq!(listed(), Some(vec![old[1].clone()]));
     }
 }

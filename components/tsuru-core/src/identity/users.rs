@@ -262,7 +262,7 @@ pub fn change_password(ctx: &mut Ctx) -> ApiResult<Response> {
     let email = ctx.user()?.email.clone();
     let presented = access::bearer_token(ctx.req.header("authorization"))?.to_string();
     let kept = sha256_hex(presented.as_bytes());
-    let (epoch, revoked) = db.transaction(|db| -> ApiResult<(i64, Vec<String>)> {
+    let (epoch, revoked) = db.transaction(|db| -> ApiResult<(i64, tokens::Unindexed)> {
         // Only over the hash the old password was checked against: a change made
         // meanwhile wins, and this one is refused as a wrong old password.
         let changed = db.query_opt(
@@ -340,7 +340,7 @@ pub fn remove(ctx: &mut Ctx) -> ApiResult<Response> {
     }
     // The last-member check holds until the row is gone: a teammate leaving meanwhile
     // cannot orphan a team. Keys, memberships and quota go with the row.
-    let removed = ctx.db()?.transaction(|db| -> ApiResult<Vec<String>> {
+    let removed = ctx.db()?.transaction(|db| -> ApiResult<tokens::Unindexed> {
         last_member_of(db, user.id)?;
         let revoked = tokens::unindex_user_tokens(db, user.id, None)?;
         db.execute("DELETE FROM users WHERE id = ?", params![user.id])?;

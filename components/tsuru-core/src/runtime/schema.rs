@@ -254,10 +254,13 @@ const MIGRATIONS: &[&[&str]] = &[&[
 ], &[
     // 6: the index of each user's tokens (their hashes and expiry), written in the
     // login's transaction; it was a key-value list that concurrent logins rewrote and
-    // could lose entries of. Old lists are moved at the user's next login.
+    // could lose entries of. Old lists are moved at the user's next login; only the
+    // accounts of before may have one (`kv_token_list`), so no other login looks.
     "CREATE TABLE user_tokens (hash TEXT PRIMARY KEY, \
      user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, expires INTEGER NOT NULL)",
     "CREATE INDEX user_tokens_user ON user_tokens (user_id, expires)",
+    "ALTER TABLE users ADD COLUMN kv_token_list INTEGER NOT NULL DEFAULT 0",
+    "UPDATE users SET kv_token_list = 1",
 ], &[
     // 7: fewer pages per write. Each table keyed by a pair was a rowid table plus an index
     // of its key, two b-trees for every row written; keyed by the pair itself (`WITHOUT
