@@ -459,7 +459,7 @@ mod tests {
 
         // An account not flagged by migration 6 never has a list: it is not looked up.
         let unflagged = login(&db, &kv);
-        assert_eq!(indexed(&db), [unflagged.clone()]);
+        assert_eq!(indexed(&db), std::slice::from_ref(&unflagged));
         assert_eq!(listed(), Some(old.clone()));
 
         db.execute("UPDATE users SET kv_token_list = 1", &[])
