@@ -146,8 +146,11 @@ const BUSY_DEADLINE: Duration = Duration::from_secs(10);
 /// waited: SQLite's own busy handler does the opposite (it sleeps in growing steps up to
 /// 100 ms), so under contention a request that falls behind keeps losing the lock to
 /// newer ones: the write tail. Here the oldest waiters try most often and tend to win,
-/// close to first come, first served, while new waiters cost little. The pause is drawn
-/// from the clock so that waiters do not retry in step.
+/// close to first come, first served, while new waiters cost little. `waited` is the
+/// request's whole wait, over all its statements: a route that commits twice (reserve,
+/// call a service, confirm) queues a second time with the standing its first wait
+/// earned, not as a newcomer. The pause is drawn from the clock so that waiters do not
+/// retry in step.
 fn busy_pause(waited: Duration) {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -303,6 +306,8 @@ pub struct Db {
     /// Whether a write of this request reached a table's next pruning point (the audit
     /// trail's, `audit::prune_if_due`), to be acted on once the request's work is done.
     prune_due: Cell<bool>,
+    /// How long this request's statements have waited for the write lock, in all.
+    lock_waited: Cell<Duration>,
 }
 
 impl Db {
@@ -318,6 +323,7 @@ impl Db {
             procedures: RefCell::new(Vec::new()),
             procedures_refused: Cell::new(false),
             prune_due: Cell::new(false),
+            lock_waited: Cell::new(Duration::ZERO),
         }
     }
 
@@ -354,10 +360,12 @@ impl Db {
             return Err(DbError("no connection".into()));
         };
         let started = Instant::now();
+        let before = self.lock_waited.get();
         loop {
             match backend.execute(sql, params) {
                 Err(e) if e.is_busy() && started.elapsed() < BUSY_DEADLINE => {
-                    busy_pause(started.elapsed())
+                    self.lock_waited.set(before + started.elapsed());
+                    busy_pause(self.lock_waited.get());
                 }
                 other => return other,
             }
@@ -696,6 +704,7 @@ mod tests {
     };
     use std::cell::RefCell;
     use std::rc::Rc;
+    use std::time::Duration;
 
     /// A connection to a database file that records every statement it is sent.
     struct Recorder {
@@ -780,6 +789,55 @@ mod tests {
             JOIN_SELECT,
             &[Value::from("dev"), member.into(), id.into()],
         )
+    }
+
+    /// Holds the write lock of the database at `path` from another connection for `hold`,
+    /// returning once the lock is taken.
+    fn hold_write_lock(path: &std::path::Path, hold: Duration) -> std::thread::JoinHandle<()> {
+        let (taken, wait) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
+            taken.send(()).expect("signal");
+            std::thread::sleep(hold);
+            conn.execute_batch("COMMIT").expect("unlock");
+        });
+        wait.recv().expect("lock taken");
+        holder
+    }
+
+    #[test]
+    fn a_request_keeps_its_wait_for_the_write_lock_across_statements() {
+        let path = temp_db("lock-wait");
+        let (db, _) = recorded(&path);
+        db.execute("CREATE TABLE t (x INTEGER)", &[]).unwrap();
+        db.write("INSERT INTO t VALUES (0)", &[]).unwrap();
+        assert_eq!(
+            db.lock_waited.get(),
+            Duration::ZERO,
+            "no wait without a holder"
+        );
+
+        let holder = hold_write_lock(&path, Duration::from_millis(60));
+        db.write("INSERT INTO t VALUES (1)", &[]).unwrap();
+        holder.join().unwrap();
+        let first = db.lock_waited.get();
+        assert!(first >= Duration::from_millis(30), "first wait {first:?}");
+
+        // A second transaction of the same request starts from what the first waited.
+        let holder = hold_write_lock(&path, Duration::from_millis(60));
+        db.transaction(|db| db.execute("INSERT INTO t VALUES (2)", &[]))
+            .unwrap();
+        holder.join().unwrap();
+        let total = db.lock_waited.get();
+        assert!(
+            total >= first + Duration::from_millis(30),
+            "{first:?}, then {total:?}"
+        );
+        let rows = db.query("SELECT COUNT(*) FROM t", &[]).unwrap();
+        assert_eq!(rows[0].int(0), 3);
+        remove_db(&path);
     }
 
     #[test]
