@@ -157,15 +157,16 @@ pub fn issue_user_token(
     )?;
     if revoked {
         kv.delete(&key)?;
-        return Ok(None);
     }
+    // Committed with the row, whatever became of it since: a revocation no longer sees
+    // the dropped rows or the moved list.
     if legacy.is_some() {
         kv.delete(&legacy_index_key(holder.user_id))?;
     }
     for old in dropped {
         kv.delete(&token_key(&old))?;
     }
-    Ok(Some(token))
+    Ok((!revoked).then_some(token))
 }
 
 /// Issues an app token: bound to the app `serial` when the app exists, else a system
@@ -391,6 +392,34 @@ mod tests {
         assert_eq!(issued, None);
         assert!(indexed(&db).is_empty());
         assert!(store.0.borrow().is_empty(), "its record is deleted");
+    }
+
+    /// The rows a login drops (expired, past the bound) lose their records even when a
+    /// revocation takes the login's own row: it can no longer see them.
+    #[test]
+    fn a_revoked_login_still_deletes_the_records_of_the_rows_it_dropped() {
+        use crate::runtime::kv::KvBackend;
+        let (db, _, _) = stores();
+        let db = std::rc::Rc::new(db);
+        let store = MemoryKv::default();
+        db.execute(
+            "INSERT INTO user_tokens (hash, user_id, expires) VALUES ('old', 1, 0)",
+            &[],
+        )
+        .unwrap();
+        store.set(&token_key("old"), b"{}").unwrap();
+        let revoking = db.clone();
+        let kv = Kv::new(Box::new(RacedKv {
+            store: store.clone(),
+            before_set: Box::new(move || {
+                let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
+                assert_eq!(revoked.hashes.len(), 1, "only the login's own row is left");
+            }),
+        }));
+        let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| {}).unwrap();
+        assert_eq!(issued, None);
+        assert!(indexed(&db).is_empty());
+        assert!(store.0.borrow().is_empty(), "no record is left behind");
     }
 
     #[test]
