@@ -373,23 +373,27 @@ mod tests {
         }
     }
 
+    /// A login of user 1 over `store` that a revocation overtakes: it commits after the
+    /// login's row and deletes the records of the rows it took (the login's own, only)
+    /// before the login has written its record.
+    fn raced_login(db: &std::rc::Rc<Db>, store: &MemoryKv) -> Option<String> {
+        let revoking = db.clone();
+        let kv = Kv::new(Box::new(RacedKv {
+            store: store.clone(),
+            before_set: Box::new(move || {
+                let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
+                assert_eq!(revoked.hashes.len(), 1, "only the login's own row is left");
+            }),
+        }));
+        issue_user_token(db, &kv, &HOLDER, 7, |_| {}).unwrap()
+    }
+
     #[test]
     fn a_revocation_between_the_row_and_the_record_leaves_no_record() {
         let (db, _, _) = stores();
         let db = std::rc::Rc::new(db);
         let store = MemoryKv::default();
-        let revoking = db.clone();
-        let kv = Kv::new(Box::new(RacedKv {
-            store: store.clone(),
-            // The revocation commits after the login's row and deletes the records of
-            // the rows it took before the login has written its record.
-            before_set: Box::new(move || {
-                let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
-                assert_eq!(revoked.hashes.len(), 1);
-            }),
-        }));
-        let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| {}).unwrap();
-        assert_eq!(issued, None);
+        assert_eq!(raced_login(&db, &store), None);
         assert!(indexed(&db).is_empty());
         assert!(store.0.borrow().is_empty(), "its record is deleted");
     }
@@ -408,16 +412,7 @@ mod tests {
         )
         .unwrap();
         store.set(&token_key("old"), b"{}").unwrap();
-        let revoking = db.clone();
-        let kv = Kv::new(Box::new(RacedKv {
-            store: store.clone(),
-            before_set: Box::new(move || {
-                let revoked = unindex_user_tokens(&revoking, 1, None).unwrap();
-                assert_eq!(revoked.hashes.len(), 1, "only the login's own row is left");
-            }),
-        }));
-        let issued = issue_user_token(&db, &kv, &HOLDER, 7, |_| {}).unwrap();
-        assert_eq!(issued, None);
+        assert_eq!(raced_login(&db, &store), None);
         assert!(indexed(&db).is_empty());
         assert!(store.0.borrow().is_empty(), "no record is left behind");
     }
